@@ -1,0 +1,1 @@
+"""analysis: co-design sweeps and dashboards over cdg runs and hwsim results."""

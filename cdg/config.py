@@ -1,0 +1,293 @@
+"""Training configuration: a validated tree of sections, loaded from YAML plus ``key=value`` overrides.
+
+The field defaults *are* the embedded default run (SimCLR, ResNet-18 at width 1/4 on
+scikit-learn's ``digits``, a few minutes on 2 CPU cores), so ``python -m cdg.train`` with
+no arguments works offline. ``configs/*.yaml`` hold the paper-scale settings. Fields left
+``null`` are filled by ``resolve()`` from the data set and the SSL method (published
+recipes); the run directory stores the fully resolved config so a run is reproducible
+from its own ``config.yaml``.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cdg.errors import UserError
+
+DatasetName = Literal["digits", "cifar10", "cifar100", "imagenet100"]
+MethodName = Literal["simclr", "moco", "byol", "simsiam"]
+
+
+class Section(BaseModel):
+    """Strict section: unknown keys and wrong types are errors, never ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    dataset: DatasetName = Field("digits", description="digits (bundled, offline) | cifar10 | cifar100 | imagenet100")
+    data_dir: Optional[str] = Field(None, description="root folder of the data set (not needed for digits)")
+    image_size: Optional[int] = Field(None, gt=0, description="training crop size; null = 16 digits, 32 CIFAR, 224 ImageNet-100")
+    download: bool = Field(False, description="let torchvision download CIFAR when online")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers for image-folder data (ImageNet-100)")
+
+
+class AugmentConfig(Section):
+    crop_min_scale: Optional[float] = Field(None, gt=0, le=1, description="RandomResizedCrop min area; null = method preset")
+    hflip: bool = Field(True, description="random horizontal flip")
+    jitter_strength: float = Field(1.0, ge=0, description="multiplies the colour-jitter magnitudes")
+    jitter_prob: float = Field(0.8, ge=0, le=1)
+    grayscale_prob: float = Field(0.2, ge=0, le=1)
+    blur: Literal["auto", "on", "off"] = Field("auto", description="Gaussian blur; auto = on for images >= 64 px")
+    solarize: Literal["auto", "off"] = Field("auto", description="solarize where the method uses it (BYOL)")
+
+
+class ModelConfig(Section):
+    arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
+    stem: Optional[Literal["cifar", "imagenet"]] = Field(None, description="null = cifar (3x3, no max-pool) below 64 px, else imagenet")
+    width: float = Field(0.25, gt=0, le=8, description="channel width multiplier (1.0 = standard ResNet)")
+    zero_init_residual: bool = Field(False, description="zero-init the last BN of each residual block")
+
+
+class MethodConfig(Section):
+    name: MethodName = "simclr"
+    proj_hidden_dim: Optional[int] = Field(None, gt=0, description="projector hidden width; null = method preset")
+    proj_dim: Optional[int] = Field(None, gt=0, description="projector output width; null = method preset")
+    pred_hidden_dim: Optional[int] = Field(None, gt=0, description="predictor hidden width (BYOL, SimSiam)")
+    temperature: Optional[float] = Field(None, gt=0, description="softmax temperature (SimCLR, MoCo)")
+    queue_size: Optional[int] = Field(None, gt=0, description="MoCo negative queue length")
+    momentum: Optional[float] = Field(None, ge=0, le=1, description="EMA momentum of the target encoder (MoCo, BYOL)")
+    momentum_final: Optional[float] = Field(None, ge=0, le=1, description="BYOL: EMA momentum at the end (cosine schedule)")
+
+
+class OptimConfig(Section):
+    name: Literal["sgd", "lars"] = "sgd"
+    lr: Optional[float] = Field(None, gt=0, description="base learning rate per 256 images (scaled by batch/256); null = preset")
+    lr_scaling: Literal["linear", "none"] = Field("linear", description="linear: lr = base lr x global batch / 256")
+    weight_decay: Optional[float] = Field(None, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    lars_eta: float = Field(0.02, gt=0, description="LARS trust coefficient")
+    exclude_bias_bn: bool = Field(True, description="no weight decay / LARS adaptation on biases and BN")
+    warmup_epochs: float = Field(2, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine schedule floor as a fraction of the peak lr")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(40, gt=0)
+    batch_size: int = Field(256, gt=1, description="global batch (split evenly over DDP ranks)")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: Optional[int] = Field(None, gt=0, description="CPU threads for torch; null = torch default")
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on CPU)")
+    channels_last: bool = Field(True, description="channels_last memory format on CUDA (ignored on CPU)")
+    compile: bool = Field(False, description="torch.compile the model")
+    sync_bn: bool = Field(True, description="SyncBatchNorm when training on several CUDA devices")
+    grad_clip: Optional[float] = Field(None, gt=0)
+    log_every_steps: int = Field(10, gt=0)
+    progress: bool = Field(True, description="progress bars (rank 0 only)")
+
+
+class EvalConfig(Section):
+    knn_every_epochs: int = Field(5, ge=0, description="kNN monitor period in epochs; 0 = off (always run at the end)")
+    knn_k: int = Field(20, gt=0)
+    knn_temperature: float = Field(0.1, gt=0)
+    batch_size: int = Field(256, gt=0, description="feature-extraction batch")
+    linear_epochs: int = Field(100, ge=0, description="linear probe epochs on frozen features; 0 = skip")
+    linear_lr: float = Field(0.1, gt=0)
+    linear_weight_decay: float = Field(1e-4, ge=0)
+    linear_batch_size: int = Field(256, gt=0)
+
+
+class RunConfig(Section):
+    dir: str = Field("runs", description="parent folder of run directories")
+    name: Optional[str] = Field(None, description="run directory name; null = <dataset>_<arch>_<method>")
+    checkpoint_every_steps: int = Field(0, ge=0, description="extra mid-epoch checkpoints; 0 = at epoch ends only")
+    stop_after_epoch: Optional[int] = Field(None, gt=0, description="stop cleanly after this epoch (resume later with --resume)")
+
+    @model_validator(mode="after")
+    def _name_is_a_folder_name(self) -> "RunConfig":
+        if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
+            raise ValueError(f"run.name must be a plain folder name, got {self.name!r}")
+        return self
+
+
+class Config(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    aug: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodConfig = Field(default_factory=MethodConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        name = self.run.name or f"{self.data.dataset}_{self.model.arch}_{self.method.name}"
+        return Path(self.run.dir) / name
+
+
+# Published recipes, used for fields left null. Keys are method names.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    "simclr": {"proj_hidden_dim": 2048, "proj_dim": 128, "temperature": 0.5},
+    "moco": {"proj_hidden_dim": 2048, "proj_dim": 128, "temperature": 0.2, "queue_size": 4096, "momentum": 0.99},
+    "byol": {"proj_hidden_dim": 4096, "proj_dim": 256, "pred_hidden_dim": 4096, "momentum": 0.996, "momentum_final": 1.0},
+    "simsiam": {"proj_hidden_dim": 2048, "proj_dim": 2048, "pred_hidden_dim": 512},
+}
+# (lr per 256 images, weight decay) per (method, optimiser).
+OPTIM_PRESETS: dict[tuple[str, str], tuple[float, float]] = {
+    ("simclr", "lars"): (0.3, 1e-6),
+    ("simclr", "sgd"): (0.3, 5e-4),
+    ("moco", "sgd"): (0.06, 5e-4),
+    ("moco", "lars"): (0.3, 1e-6),
+    ("byol", "lars"): (1.0, 1.5e-6),
+    ("byol", "sgd"): (0.2, 5e-4),
+    ("simsiam", "sgd"): (0.05, 5e-4),
+    ("simsiam", "lars"): (0.3, 1e-6),
+}
+DEFAULT_IMAGE_SIZE = {"digits": 16, "cifar10": 32, "cifar100": 32, "imagenet100": 224}
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill null fields from the data set and method presets; validate cross-field rules."""
+    cfg = cfg.model_copy(deep=True)
+    if cfg.data.image_size is None:
+        cfg.data.image_size = DEFAULT_IMAGE_SIZE[cfg.data.dataset]
+    if cfg.model.stem is None:
+        cfg.model.stem = "cifar" if cfg.data.image_size < 64 else "imagenet"
+    preset = METHOD_PRESETS[cfg.method.name]
+    for key, value in preset.items():
+        if getattr(cfg.method, key) is None:
+            setattr(cfg.method, key, value)
+    lr, wd = OPTIM_PRESETS[(cfg.method.name, cfg.optim.name)]
+    if cfg.optim.lr is None:
+        cfg.optim.lr = lr
+    if cfg.optim.weight_decay is None:
+        cfg.optim.weight_decay = wd
+    if cfg.data.dataset != "digits" and not cfg.data.data_dir:
+        raise UserError(f"data.data_dir is required for data.dataset={cfg.data.dataset}")
+    if cfg.optim.warmup_epochs >= cfg.train.epochs and cfg.optim.warmup_epochs > 0:
+        raise UserError(
+            f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be smaller than train.epochs={cfg.train.epochs}"
+        )
+    if cfg.run.stop_after_epoch is not None and cfg.run.stop_after_epoch > cfg.train.epochs:
+        raise UserError(f"run.stop_after_epoch={cfg.run.stop_after_epoch} is beyond train.epochs={cfg.train.epochs}")
+    return cfg
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown config key '{where}'"
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    return f"{source}: {where}: {first['msg']}{shown}"
+
+
+_SCIENTIFIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``optim.lr=0.1`` -> (["optim", "lr"], 0.1); values are parsed as YAML scalars/lists."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if len(path) < 2 or not all(path):
+        raise UserError(f"override key {key!r} must look like section.key (e.g. train.epochs=10)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise UserError(f"override {key}: cannot parse value {raw!r}") from None
+    if isinstance(value, str) and _SCIENTIFIC.match(value):  # YAML 1.1 reads "1e-3" as a string
+        value = float(value)
+    return path, value
+
+
+def _apply_override(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    schema: type[BaseModel] = Config
+    for depth, part in enumerate(path[:-1]):
+        if part not in schema.model_fields:
+            raise UserError(f"unknown config key '{'.'.join(path[: depth + 1])}'")
+        annotation = schema.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise UserError(f"config key '{'.'.join(path[: depth + 1])}' is a value, not a section")
+        schema = annotation
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"config key '{'.'.join(path[: depth + 1])}' must be a section")
+    if path[-1] not in schema.model_fields:
+        valid = ", ".join(schema.model_fields)
+        raise UserError(f"unknown config key '{'.'.join(path)}' (valid keys here: {valid})")
+    node[path[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}:{where} is not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the top level must be a mapping of sections (data, model, ...)")
+    return data
+
+
+def build_config(tree: dict, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise UserError(_format_validation_error(err, source)) from None
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    """Return a copy of a config tree with ``section.key=value`` overrides applied (keys checked)."""
+    tree = copy.deepcopy(tree)
+    for text in overrides:
+        key_path, value = parse_override(text)
+        _apply_override(tree, key_path, value)
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- YAML file <- overrides, validated and resolved."""
+    tree = apply_overrides(read_yaml(path) if path is not None else {}, overrides or [])
+    return resolve(build_config(tree, str(path) if path is not None else "config"))
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ (for resume checks)."""
+    flat_a, flat_b = _flatten(a.model_dump(mode="json")), _flatten(b.model_dump(mode="json"))
+    return sorted(key for key in flat_a.keys() | flat_b.keys() if flat_a.get(key) != flat_b.get(key))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
