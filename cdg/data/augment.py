@@ -1,0 +1,336 @@
+"""Batched two-view augmentation for self-supervised training, on the training device (kornia).
+
+Sources yield uint8 batches; ``build_two_view_augment`` turns one batch into two independently
+augmented, normalised float32 views, each sample with its own random parameters, drawn from the
+global torch RNG (``torch.manual_seed`` makes it reproducible). The per-method presets follow the
+published recipes:
+
+=========  ============  =====================  ===========  =========  ===================  ==============
+method     crop scale    colour jitter (b,c,s,h) jitter p     grayscale  blur p (large images) solarize p
+=========  ============  =====================  ===========  =========  ===================  ==============
+simclr     (0.08, 1)     (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
+moco (v2)  (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
+simsiam    (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
+byol       (0.08, 1)     (0.4, 0.4, 0.2, 0.1)    0.8          0.2        1.0 / 0.1 (views)    0 / 0.2 (views)
+=========  ============  =====================  ===========  =========  ===================  ==============
+
+All methods flip horizontally with p = 0.5. Gaussian blur (kernel about 10 % of the image side,
+sigma in (0.1, 2.0)) is on only for images of at least 64 px by default: the CIFAR recipes of
+SimCLR and its successors leave it out for 32 px images. ``AugmentConfig`` overrides the presets.
+
+``build_eval_transform`` is the deterministic counterpart for evaluation: uint8 to float, a
+centre crop (after a resize where needed) to the network size, normalisation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from cdg.errors import UserError
+
+__all__ = [
+    "METHODS",
+    "BLUR_MIN_SIZE",
+    "AugmentConfig",
+    "ViewRecipe",
+    "TwoViewAugment",
+    "EvalTransform",
+    "method_recipes",
+    "blur_kernel_size",
+    "build_two_view_augment",
+    "build_eval_transform",
+]
+
+METHODS: tuple[str, ...] = ("simclr", "moco", "simsiam", "byol")
+
+#: Images at least this large (in px, the output side) get Gaussian blur when ``blur="auto"``.
+BLUR_MIN_SIZE = 64
+
+_BLUR_SIGMA = (0.1, 2.0)
+_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+_SOLARIZE_THRESHOLD = 0.5
+
+
+@dataclass
+class AugmentConfig:
+    """User overrides of the method presets (mirrored by the training config's ``aug`` section).
+
+    ``crop_min_scale`` None keeps the method's preset; ``jitter_strength`` multiplies the colour
+    jitter magnitudes; ``blur`` is ``auto`` (on for images >= 64 px), ``on`` or ``off``;
+    ``solarize`` is ``auto`` (the preset: BYOL's second view) or ``off``.
+    """
+
+    crop_min_scale: float | None = None
+    hflip: bool = True
+    jitter_strength: float = 1.0
+    jitter_prob: float = 0.8
+    grayscale_prob: float = 0.2
+    blur: str = "auto"
+    solarize: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``UserError`` naming the first bad field."""
+        if self.crop_min_scale is not None and not (0.0 < float(self.crop_min_scale) <= 1.0):
+            raise UserError(f"aug.crop_min_scale must be in (0, 1], got {self.crop_min_scale!r}")
+        if not isinstance(self.hflip, bool):
+            raise UserError(f"aug.hflip must be true or false, got {self.hflip!r}")
+        if not float(self.jitter_strength) >= 0.0:
+            raise UserError(f"aug.jitter_strength must be >= 0, got {self.jitter_strength!r}")
+        for field in ("jitter_prob", "grayscale_prob"):
+            value = getattr(self, field)
+            if not 0.0 <= float(value) <= 1.0:
+                raise UserError(f"aug.{field} must be a probability in [0, 1], got {value!r}")
+        if self.blur not in ("auto", "on", "off"):
+            raise UserError(f"aug.blur must be one of auto, on, off, got {self.blur!r}")
+        if self.solarize not in ("auto", "off"):
+            raise UserError(f"aug.solarize must be one of auto, off, got {self.solarize!r}")
+
+
+@dataclass(frozen=True)
+class ViewRecipe:
+    """The resolved augmentation of one view (after presets, config and image size)."""
+
+    crop_scale: tuple[float, float]
+    hflip_prob: float
+    jitter: tuple[float, float, float, float]
+    jitter_prob: float
+    grayscale_prob: float
+    blur_prob: float
+    blur_kernel: int
+    solarize_prob: float
+
+
+# Per-method presets: crop scale, jitter magnitudes (brightness, contrast, saturation, hue),
+# blur probability per view (when blur is on), solarize probability per view.
+_PRESETS: dict[str, dict] = {
+    "simclr": {"scale": 0.08, "jitter": (0.4, 0.4, 0.4, 0.1), "blur": (0.5, 0.5), "solarize": (0.0, 0.0)},
+    "moco": {"scale": 0.2, "jitter": (0.4, 0.4, 0.4, 0.1), "blur": (0.5, 0.5), "solarize": (0.0, 0.0)},
+    "simsiam": {"scale": 0.2, "jitter": (0.4, 0.4, 0.4, 0.1), "blur": (0.5, 0.5), "solarize": (0.0, 0.0)},
+    "byol": {"scale": 0.08, "jitter": (0.4, 0.4, 0.2, 0.1), "blur": (1.0, 0.1), "solarize": (0.0, 0.2)},
+}
+
+
+def blur_kernel_size(image_size: int) -> int:
+    """Odd Gaussian kernel of about 10 % of the image side (23 for 224), at least 3."""
+    return max(3, (int(0.1 * image_size) // 2) * 2 + 1)
+
+
+def _check_method(method: str) -> None:
+    if method not in _PRESETS:
+        raise UserError(f"unknown SSL method {method!r} for augmentation: valid methods are {', '.join(METHODS)}")
+
+
+def _check_size(image_size: object) -> int:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise UserError(f"data.image_size must be a positive integer, got {image_size!r}")
+    return image_size
+
+
+def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    mean_t, std_t = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean_t) != 3 or len(std_t) != 3:
+        raise UserError(f"normalisation mean and std need 3 values each, got {len(mean_t)} and {len(std_t)}")
+    if not all(s > 0 for s in std_t):
+        raise UserError(f"normalisation std must be positive, got {std_t}")
+    return mean_t, std_t
+
+
+def method_recipes(method: str, image_size: int, cfg: AugmentConfig | None = None) -> tuple[ViewRecipe, ViewRecipe]:
+    """Resolve a method's preset and the overrides into the recipes of view 1 and view 2."""
+    _check_method(method)
+    size = _check_size(image_size)
+    cfg = AugmentConfig() if cfg is None else cfg
+    cfg.validate()
+    preset = _PRESETS[method]
+    scale_min = preset["scale"] if cfg.crop_min_scale is None else float(cfg.crop_min_scale)
+    s = float(cfg.jitter_strength)
+    b, c, sat, hue = preset["jitter"]
+    jitter = (b * s, c * s, sat * s, min(0.5, hue * s))
+    blur_on = cfg.blur == "on" or (cfg.blur == "auto" and size >= BLUR_MIN_SIZE)
+    recipes = []
+    for view in (0, 1):
+        recipes.append(
+            ViewRecipe(
+                crop_scale=(scale_min, 1.0),
+                hflip_prob=0.5 if cfg.hflip else 0.0,
+                jitter=jitter,
+                jitter_prob=float(cfg.jitter_prob) if s > 0 else 0.0,
+                grayscale_prob=float(cfg.grayscale_prob),
+                blur_prob=preset["blur"][view] if blur_on else 0.0,
+                blur_kernel=blur_kernel_size(size),
+                solarize_prob=preset["solarize"][view] if cfg.solarize == "auto" else 0.0,
+            )
+        )
+    return recipes[0], recipes[1]
+
+
+def _to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images N x 3 x H x W, got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0)
+    return images.to(torch.float32)
+
+
+class _Normalize(nn.Module):
+    """(x - mean) / std per channel, on whatever device the input is."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self._cache: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = self._cache.get(x.device)
+        if stats is None:
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+            inv_std = 1.0 / torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+            stats = self._cache[x.device] = (mean, inv_std)
+        return (x - stats[0]) * stats[1]
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
+
+
+class _Solarize(nn.Module):
+    """BYOL's solarisation: with probability p per sample, x -> 1 - x where x >= 0.5."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chosen = (torch.rand(x.shape[0], device=x.device) < self.p).view(-1, 1, 1, 1)
+        return torch.where(chosen & (x >= _SOLARIZE_THRESHOLD), 1.0 - x, x)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, threshold={_SOLARIZE_THRESHOLD}"
+
+
+def _build_view(recipe: ViewRecipe, image_size: int) -> nn.Sequential:
+    import kornia.augmentation as K
+
+    ops: list[nn.Module] = [
+        # "resample" crops the whole batch with one warp (no per-sample Python loop on GPU).
+        K.RandomResizedCrop(
+            (image_size, image_size), scale=recipe.crop_scale, ratio=_CROP_RATIO, cropping_mode="resample"
+        )
+    ]
+    if recipe.hflip_prob > 0:
+        ops.append(K.RandomHorizontalFlip(p=recipe.hflip_prob))
+    if recipe.jitter_prob > 0 and any(v > 0 for v in recipe.jitter):
+        ops.append(K.ColorJitter(*recipe.jitter, p=recipe.jitter_prob))
+    if recipe.grayscale_prob > 0:
+        ops.append(K.RandomGrayscale(p=recipe.grayscale_prob))
+    if recipe.blur_prob > 0:
+        ops.append(K.RandomGaussianBlur(recipe.blur_kernel, _BLUR_SIGMA, p=recipe.blur_prob))
+    if recipe.solarize_prob > 0:
+        ops.append(_Solarize(recipe.solarize_prob))
+    return nn.Sequential(*ops)
+
+
+class TwoViewAugment(nn.Module):
+    """uint8 N x 3 x H x W (any device) -> two normalised float32 views N x 3 x S x S.
+
+    Random parameters are drawn per sample and per view from torch's global generator of the
+    images' device (the module follows its input, as ``.to(device)`` would place it), and applied
+    batched there; ``torch.manual_seed`` makes a run reproducible on a given device.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        recipes: tuple[ViewRecipe, ViewRecipe],
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.image_size = image_size
+        self.recipes = recipes
+        self.view1 = _build_view(recipes[0], image_size)
+        self.view2 = _build_view(recipes[1], image_size)
+        self.normalize = _Normalize(mean, std)
+        self._device = torch.device("cpu")
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if images.device != self._device:
+            # kornia samples on the device its modules were moved to; keep that the images' device.
+            self.to(images.device)
+            self._device = images.device
+        with torch.no_grad():
+            x = _to_unit_float(images)
+            return self.normalize(self.view1(x)), self.normalize(self.view2(x))
+
+    def extra_repr(self) -> str:
+        return f"method={self.method!r}, image_size={self.image_size}"
+
+
+class EvalTransform(nn.Module):
+    """Deterministic: uint8 -> float, resize/centre-crop to ``image_size`` when needed, normalise.
+
+    Images already ``image_size`` square pass through. Otherwise the shorter side is brought to
+    ``round(image_size / crop_fraction)`` (bilinear, antialiased; skipped when it is already that
+    size, e.g. ImageNet stored at 256 for 224) and the centre ``image_size`` square is kept.
+    """
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float], crop_fraction: float) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.crop_fraction = crop_fraction
+        self.normalize = _Normalize(mean, std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            x = _to_unit_float(images)
+            h, w = x.shape[-2:]
+            size = self.image_size
+            if (h, w) != (size, size):
+                short = int(round(size / self.crop_fraction))
+                if min(h, w) != short:
+                    if h <= w:
+                        new_h, new_w = short, max(short, int(round(w * short / h)))
+                    else:
+                        new_h, new_w = max(short, int(round(h * short / w))), short
+                    x = torch.nn.functional.interpolate(
+                        x, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+                    ).clamp_(0.0, 1.0)
+                    h, w = new_h, new_w
+                top, left = (h - size) // 2, (w - size) // 2
+                x = x[..., top : top + size, left : left + size]
+            return self.normalize(x.contiguous())
+
+    def extra_repr(self) -> str:
+        return f"image_size={self.image_size}, crop_fraction={self.crop_fraction}"
+
+
+def build_two_view_augment(
+    method: str,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    cfg: AugmentConfig | None = None,
+) -> TwoViewAugment:
+    """The two-view SSL augmentation of ``method`` (simclr, moco, simsiam, byol) at ``image_size``."""
+    recipes = method_recipes(method, image_size, cfg)
+    mean_t, std_t = _check_stats(mean, std)
+    return TwoViewAugment(method, image_size, mean_t, std_t, recipes)
+
+
+def build_eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], crop_fraction: float = 0.875
+) -> EvalTransform:
+    """Deterministic evaluation transform to ``image_size`` (ImageNet: stored 256 -> centre 224)."""
+    size = _check_size(image_size)
+    mean_t, std_t = _check_stats(mean, std)
+    if not 0.0 < crop_fraction <= 1.0:
+        raise UserError(f"eval crop_fraction must be in (0, 1], got {crop_fraction!r}")
+    return EvalTransform(size, mean_t, std_t, float(crop_fraction))
