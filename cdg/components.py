@@ -1,0 +1,54 @@
+"""Build the pieces of a run from a resolved config (shared by ``cdg.train`` and ``cdg.eval``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cdg.config import Config
+from cdg.data.augment import AugmentConfig, build_eval_transform, build_two_view_augment
+from cdg.data.datasets import load_source
+from cdg.errors import UserError
+from cdg.methods import build_method
+from cdg.methods.base import SSLMethod
+from cdg.models.resnet import build_backbone
+
+
+@dataclass
+class Sources:
+    """``train`` feeds SSL training and the kNN/linear-probe memory bank; ``test`` is held out."""
+
+    train: object
+    test: object
+
+
+def select_device(cfg: Config, local_rank: int = 0) -> torch.device:
+    wanted = cfg.train.device
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda but no CUDA device is available (use train.device=auto or cpu)")
+    if wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def load_sources(cfg: Config) -> Sources:
+    data = cfg.data
+    return Sources(
+        train=load_source(data.dataset, "train", data.data_dir, data.image_size, data.download),
+        test=load_source(data.dataset, "test", data.data_dir, data.image_size, data.download),
+    )
+
+
+def build_model(cfg: Config) -> SSLMethod:
+    return build_method(cfg.method, build_backbone(cfg.model))
+
+
+def build_augment(cfg: Config, mean: tuple, std: tuple) -> nn.Module:
+    """Two-view training augmentation for the configured method (runs on the training device)."""
+    aug = AugmentConfig(**cfg.aug.model_dump())
+    return build_two_view_augment(cfg.method.name, cfg.data.image_size, mean, std, aug)
+
+
+def build_eval_augment(cfg: Config, mean: tuple, std: tuple) -> nn.Module:
+    return build_eval_transform(cfg.data.image_size, mean, std)

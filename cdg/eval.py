@@ -1,0 +1,107 @@
+"""Evaluate a trained encoder: ``python -m cdg.eval --run runs/X`` (or ``--checkpoint FILE``).
+
+Runs the kNN monitor and the linear probe on frozen features of the backbone and
+appends the result to the run's ``metrics.jsonl``. ``--random-init`` evaluates the
+same architecture with untrained weights, the baseline every SSL run must beat.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cdg.checkpoint import load_checkpoint, load_model_state
+from cdg.components import build_eval_augment, build_model, load_sources, select_device
+from cdg.config import Config, build_config, resolve
+from cdg.errors import UserError, exit_on_user_error
+from cdg.evaluation import Features, extract_features, knn_accuracy, linear_probe
+from cdg.rundir import METRICS_FILE, MetricsLog, checkpoint_path
+
+
+def features_for(cfg: Config, backbone: nn.Module, sources, device: torch.device) -> tuple[Features, Features]:
+    transform = build_eval_augment(cfg, sources.train.mean, sources.train.std).to(device)
+    cuda = device.type == "cuda"
+    kwargs = dict(
+        device=device,
+        batch_size=cfg.eval.batch_size,
+        amp=cuda and cfg.train.amp,
+        channels_last=cuda and cfg.train.channels_last,
+    )
+    return (
+        extract_features(backbone, sources.train, transform, **kwargs),
+        extract_features(backbone, sources.test, transform, **kwargs),
+    )
+
+
+def knn_top1(cfg: Config, train: Features, test: Features, num_classes: int) -> float:
+    return knn_accuracy(train, test, num_classes, cfg.eval.knn_k, cfg.eval.knn_temperature)
+
+
+def linear_top1(cfg: Config, train: Features, test: Features, num_classes: int) -> dict[str, float]:
+    return linear_probe(
+        train,
+        test,
+        num_classes,
+        epochs=cfg.eval.linear_epochs,
+        lr=cfg.eval.linear_lr,
+        weight_decay=cfg.eval.linear_weight_decay,
+        batch_size=cfg.eval.linear_batch_size,
+        seed=cfg.train.seed,
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m cdg.eval", description=__doc__.splitlines()[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--run", type=Path, help="run directory (uses its checkpoints/last.pt)")
+    where.add_argument("--checkpoint", type=Path, help="a checkpoint file (its config is stored inside)")
+    parser.add_argument("--random-init", action="store_true", help="evaluate untrained weights (baseline)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    parser.add_argument("--data-dir", default=None, help="override data.data_dir (data moved since training)")
+    parser.add_argument("--no-log", action="store_true", help="do not append to the run's metrics.jsonl")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
+    ckpt_file = args.checkpoint or checkpoint_path(args.run)
+    payload = load_checkpoint(ckpt_file)
+    tree = payload["config"]
+    if args.device:
+        tree["train"]["device"] = args.device
+    if args.data_dir:
+        tree["data"]["data_dir"] = args.data_dir
+    cfg = resolve(build_config(tree, f"{ckpt_file} (config)"))
+    device = select_device(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg)
+    if not args.random_init:
+        load_model_state(model, payload["model"], ckpt_file)
+    backbone = model.backbone.to(device)
+    sources = load_sources(cfg)
+    train, test = features_for(cfg, backbone, sources, device)
+    num_classes = sources.train.num_classes
+    result = {
+        "event": "eval",
+        "weights": "random-init" if args.random_init else "trained",
+        "checkpoint": str(ckpt_file),
+        "epoch": payload["epoch"],
+        "step": payload["global_step"],
+        "knn_top1": knn_top1(cfg, train, test, num_classes),
+    }
+    if cfg.eval.linear_epochs > 0:
+        probe = linear_top1(cfg, train, test, num_classes)
+        result.update(linear_top1=probe["top1"], linear_top5=probe["top5"])
+    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+    run_dir = args.run if args.run else Path(ckpt_file).parent.parent
+    if not args.no_log and (run_dir / METRICS_FILE).exists():
+        MetricsLog(run_dir / METRICS_FILE).write(result)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() is not None else 1)

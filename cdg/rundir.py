@@ -1,0 +1,117 @@
+"""The run directory: ``config.yaml`` (resolved), ``metrics.jsonl``, ``checkpoints/``, ``trace/``.
+
+Starting a run never overwrites an existing one; ``--resume`` continues it only if
+the config that shapes the result is unchanged (runtime knobs such as the device,
+worker count or progress bars may differ). ``metrics.jsonl`` is append-only; on
+resume the records written after the checkpoint (which the resumed run will produce
+again) are dropped, so the file reads as one uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cdg.config import Config, build_config, config_diff, read_yaml, resolve, to_yaml
+from cdg.errors import UserError
+from hwsim.fileio import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+
+# Keys that may change between the original run and its resumption.
+RUNTIME_KEYS = {
+    "data.data_dir",
+    "data.num_workers",
+    "train.device",
+    "train.threads",
+    "train.progress",
+    "train.compile",
+    "train.log_every_steps",
+    "run.dir",
+    "run.stop_after_epoch",
+    "run.checkpoint_every_steps",
+}
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    return run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
+    return resolve(build_config(read_yaml(path), str(path)))
+
+
+def create_run_dir(cfg: Config) -> Path:
+    """Make a fresh run directory, refusing to clobber an existing run."""
+    run_dir = cfg.run_dir
+    if (run_dir / CONFIG_FILE).exists() or (run_dir / CHECKPOINT_DIR).exists():
+        raise UserError(
+            f"run directory {run_dir} already exists: continue it with --resume, or choose run.name=<new name>"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CONFIG_FILE, to_yaml(cfg))
+    return run_dir
+
+
+def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None:
+    changed = [key for key in config_diff(saved, requested) if key not in RUNTIME_KEYS]
+    if changed:
+        raise UserError(
+            f"cannot resume {run_dir}: {changed[0]} differs from its {CONFIG_FILE} "
+            f"({len(changed)} key(s) changed); start a new run.name instead"
+        )
+
+
+class MetricsLog:
+    """Append-only JSON-lines log; each record carries the global ``step`` it belongs to."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path = path
+        self.enabled = enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+
+    def read(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path)
+
+    def truncate_after(self, step: int) -> int:
+        """Drop records newer than ``step`` (atomically); return how many were dropped."""
+        if not self.enabled or not self.path.exists():
+            return 0
+        records = self.read()
+        # ``cdg.eval`` records are not part of the training timeline: always kept.
+        kept = [r for r in records if r.get("event") == "eval" or r.get("step", 0) <= step]
+        raw_lines = sum(1 for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip())
+        if len(kept) != raw_lines:
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        return raw_lines - len(kept)
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Parse ``metrics.jsonl``; a torn last line (killed mid-write) is ignored."""
+    if not path.exists():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise UserError(f"{path}: line {number} is not valid JSON") from None
+    return records

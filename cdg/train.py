@@ -1,0 +1,340 @@
+"""Self-supervised pre-training: ``python -m cdg.train [--config FILE.yaml] [section.key=value ...]``.
+
+With no arguments it trains the embedded default (SimCLR, ResNet-18 x1/4 on the bundled
+``digits`` data) on the CPU in a few minutes. Under ``torchrun`` it runs data-parallel
+(DDP; SyncBN on CUDA). The run directory gets the resolved config, ``metrics.jsonl``
+(loss, lr, throughput, kNN top-1 during training, linear-probe top-1 at the end) and
+atomic checkpoints; ``--resume`` continues bit-exactly from the last one.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from cdg import distributed
+from cdg.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
+from cdg.components import build_augment, build_model, load_sources, select_device
+from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_yaml
+from cdg.errors import UserError, exit_on_user_error
+from cdg.eval import features_for, knn_top1, linear_top1
+from cdg.optim import build_optimizer, build_scheduler
+from cdg.rundir import (
+    METRICS_FILE,
+    SUMMARY_FILE,
+    MetricsLog,
+    check_resume_config,
+    checkpoint_path,
+    create_run_dir,
+    load_run_config,
+    read_metrics,
+)
+from hwsim.fileio import atomic_write_json
+
+
+def epoch_batches(num_items: int, global_batch: int, seed: int, epoch: int, rank: int, world: int) -> list[torch.Tensor]:
+    """This rank's index batches for one epoch: a permutation fixed by (seed, epoch), last partial batch dropped.
+
+    Being a pure function of (seed, epoch) is what lets a resumed run see exactly the
+    batches the uninterrupted run would have seen, and every DDP rank agree on them.
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(num_items, generator=gen)
+    per_rank = global_batch // world
+    steps = num_items // global_batch
+    return [perm[s * global_batch + rank * per_rank : s * global_batch + (rank + 1) * per_rank] for s in range(steps)]
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, resume: bool):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        device_type = "cuda" if select_device(cfg).type == "cuda" else "cpu"
+        self.dist = distributed.init_from_env(device_type)
+        self.device = select_device(cfg, self.dist.local_rank)
+        self.is_main = self.dist.is_main
+        if cfg.train.batch_size % self.dist.world_size:
+            raise UserError(
+                f"train.batch_size={cfg.train.batch_size} is not divisible by the {self.dist.world_size} DDP ranks"
+            )
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.cuda = self.device.type == "cuda"
+        self.amp = self.cuda and cfg.train.amp
+        self.channels_last = self.cuda and cfg.train.channels_last
+        self.metrics = MetricsLog(run_dir / METRICS_FILE, enabled=self.is_main)
+
+        self.sources = load_sources(cfg)
+        if len(self.sources.train) < cfg.train.batch_size:
+            raise UserError(
+                f"train.batch_size={cfg.train.batch_size} is larger than the {len(self.sources.train)} training images"
+            )
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+        self.model = build_model(cfg)
+        if self.dist.enabled and self.cuda and cfg.train.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.augment = build_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
+        self.steps_per_epoch = len(self.sources.train) // cfg.train.batch_size
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.optimizer = build_optimizer(self.model, cfg.optim, cfg.train.batch_size)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.train.epochs)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        # Augmentation randomness differs per rank, and is part of the checkpointed RNG state.
+        torch.manual_seed(cfg.train.seed + 100_003 * (self.dist.rank + 1))
+        if resume:
+            self._restore(checkpoint_path(run_dir))
+
+        step_module: nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.cuda else None
+            step_module = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.step_module = torch.compile(step_module) if cfg.train.compile else step_module
+
+    # ------------------------------------------------------------------ checkpoints
+    def _restore(self, path: Path) -> None:
+        payload = load_checkpoint(path, require=("optimizer", "scheduler", "step_in_epoch", "rng"))
+        load_model_state(self.model, payload["model"], path)
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+        except (KeyError, ValueError) as exc:
+            raise UserError(f"checkpoint {path}: optimizer state does not match this run ({exc})") from None
+        self.epoch, self.step_in_epoch = payload["epoch"], payload["step_in_epoch"]
+        self.global_step = payload["global_step"]
+        rng = payload["rng"]
+        saved_world = len(rng) if isinstance(rng, list) else 1
+        if saved_world == self.dist.world_size:
+            restore_rng(rng[self.dist.rank] if isinstance(rng, list) else rng)
+        elif self.is_main:
+            print(
+                f"warning: {path} was written by {saved_world} rank(s), this run has {self.dist.world_size}: "
+                "data order is kept but augmentation randomness restarts, so the result will not be bit-identical",
+                file=sys.stderr,
+            )
+        dropped = self.metrics.truncate_after(self.global_step)
+        if self.is_main:
+            note = f", dropped {dropped} metric record(s) logged after it" if dropped else ""
+            print(f"resumed {self.run_dir} at epoch {self.epoch} step {self.global_step}{note}", file=sys.stderr)
+
+    def _save(self) -> None:
+        # Every rank has its own augmentation RNG stream; rank 0 stores all of them.
+        rng = capture_rng()
+        if self.dist.enabled:
+            gathered: list = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(gathered, rng)
+            rng = gathered
+        if self.is_main:
+            save_checkpoint(
+                checkpoint_path(self.run_dir),
+                {
+                    "config": self.cfg.model_dump(mode="json"),
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "epoch": self.epoch,
+                    "step_in_epoch": self.step_in_epoch,
+                    "global_step": self.global_step,
+                    "world_size": self.dist.world_size,
+                    "rng": rng,
+                },
+            )
+        distributed.barrier()
+
+    # ------------------------------------------------------------------ training
+    def _train_step(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        images = images.to(self.device, non_blocking=True)
+        with torch.no_grad():
+            view1, view2 = self.augment(images)
+        if self.channels_last:
+            view1 = view1.contiguous(memory_format=torch.channels_last)
+            view2 = view2.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.step_module(view1, view2)
+        if not torch.isfinite(out.loss):
+            raise RuntimeError(f"loss became {out.loss.item()} at step {self.global_step}: lower optim.lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if self.cfg.train.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.global_step += 1
+        self.model.momentum_update(self.global_step / self.total_steps)
+        return out.loss.detach(), out.logs
+
+    def _run_epoch(self) -> None:
+        cfg = self.cfg
+        batches = epoch_batches(
+            len(self.sources.train), cfg.train.batch_size, cfg.train.seed, self.epoch, self.dist.rank, self.dist.world_size
+        )[self.step_in_epoch :]
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.step_in_epoch,
+            desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}",
+            disable=not (self.is_main and cfg.train.progress),
+            dynamic_ncols=True,
+            leave=False,
+        )
+        self.model.train()
+        window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        for images, _ in self.sources.train.iter_batches(
+            batches, num_workers=cfg.data.num_workers, pin_memory=self.cuda
+        ):
+            loss, logs = self._train_step(images)
+            self.step_in_epoch += 1
+            window_loss += loss.item()
+            window_steps += 1
+            if window_steps == cfg.train.log_every_steps or self.step_in_epoch == self.steps_per_epoch:
+                elapsed = time.perf_counter() - window_start
+                mean_loss = distributed.all_reduce_mean(torch.tensor(window_loss / window_steps)).item()
+                record = {
+                    "event": "train",
+                    "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
+                    "step": self.global_step,
+                    "loss": mean_loss,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "img_per_s": window_steps * cfg.train.batch_size / elapsed,
+                    **logs,
+                }
+                self.metrics.write(record)
+                bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{record['lr']:.3g}", img_s=f"{record['img_per_s']:.0f}")
+                window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+            bar.update(1)
+            every = cfg.run.checkpoint_every_steps
+            if every and self.global_step % every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                self._save()
+        bar.close()
+
+    def _knn(self) -> float | None:
+        """kNN monitor on rank 0 (other ranks wait); uses no randomness, so resume stays exact."""
+        top1 = None
+        if self.is_main:
+            train, test = features_for(self.cfg, self.model.backbone, self.sources, self.device)
+            top1 = knn_top1(self.cfg, train, test, self.sources.train.num_classes)
+            self.metrics.write({"event": "knn", "epoch": self.epoch, "step": self.global_step, "top1": top1})
+        distributed.barrier()
+        return top1
+
+    def fit(self) -> dict | None:
+        cfg = self.cfg
+        if self.is_main and self.epoch == 0 and self.global_step == 0:
+            print(
+                f"training {cfg.method.name} / {cfg.model.arch} x{cfg.model.width} on {cfg.data.dataset} "
+                f"({len(self.sources.train)} images, {self.steps_per_epoch} steps/epoch, {cfg.train.epochs} epochs) "
+                f"on {self.device}{f' x{self.dist.world_size} ranks' if self.dist.enabled else ''} -> {self.run_dir}",
+                file=sys.stderr,
+            )
+        while self.epoch < cfg.train.epochs:
+            start = time.perf_counter()
+            self._run_epoch()
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.metrics.write(
+                {"event": "epoch", "epoch": self.epoch, "step": self.global_step, "time_s": time.perf_counter() - start}
+            )
+            every = cfg.eval.knn_every_epochs
+            if (every and self.epoch % every == 0) or self.epoch == cfg.train.epochs:
+                top1 = self._knn()
+                if self.is_main and cfg.train.progress:
+                    tqdm.write(f"epoch {self.epoch}: kNN top-1 {top1:.4f}", file=sys.stderr)
+            self._save()
+            if cfg.run.stop_after_epoch == self.epoch and self.epoch < cfg.train.epochs:
+                if self.is_main:
+                    print(f"stopped after epoch {self.epoch} (run.stop_after_epoch); continue with --resume", file=sys.stderr)
+                return None
+        return self._finish()
+
+    def _finish(self) -> dict | None:
+        """Linear probe on frozen features (rank 0) and the run summary."""
+        summary = None
+        if self.is_main:
+            records = read_metrics(self.run_dir / METRICS_FILE)
+            knn = [r for r in records if r.get("event") == "knn"]
+            summary = {"epochs": self.epoch, "steps": self.global_step, "knn_top1": knn[-1]["top1"] if knn else None}
+            if self.cfg.eval.linear_epochs > 0:
+                train, test = features_for(self.cfg, self.model.backbone, self.sources, self.device)
+                probe = linear_top1(self.cfg, train, test, self.sources.train.num_classes)
+                self.metrics.write({"event": "linear_probe", "epoch": self.epoch, "step": self.global_step, **probe})
+                summary.update(linear_top1=probe["top1"], linear_top5=probe["top5"])
+            atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
+            print(
+                "done: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()),
+                file=sys.stderr,
+            )
+        distributed.barrier()
+        return summary
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cdg.train",
+        description="Self-supervised pre-training with runtime sparsity (see README.md).",
+    )
+    parser.add_argument("--config", type=Path, help="YAML config (defaults: the embedded digits run)")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue a run from its last checkpoint (RUN_DIR, or the run the config names)",
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value", help="config overrides")
+    return parser.parse_args(argv)
+
+
+def resolve_run(args: argparse.Namespace) -> tuple[Config, Path, bool]:
+    """Work out the config and run directory for a fresh or resumed run."""
+    if isinstance(args.resume, str):
+        run_dir = Path(args.resume)
+        saved = load_run_config(run_dir)
+        if args.config is not None:
+            raise UserError("--resume RUN_DIR takes its config from RUN_DIR/config.yaml; drop --config")
+        tree = apply_overrides(saved.model_dump(mode="json"), args.overrides)
+        cfg = resolve(build_config(tree, "override"))
+        check_resume_config(saved, cfg, run_dir)
+        return cfg, run_dir, True
+    cfg = load_config(args.config, args.overrides)
+    if args.resume:
+        run_dir = cfg.run_dir
+        check_resume_config(load_run_config(run_dir), cfg, run_dir)
+        return cfg, run_dir, True
+    return cfg, cfg.run_dir, False
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> dict | None:
+    args = parse_args(argv)
+    cfg, run_dir, resume = resolve_run(args)
+    if args.print_config:
+        print(to_yaml(cfg), end="")
+        return None
+    if resume and not checkpoint_path(run_dir).exists():
+        raise UserError(f"nothing to resume in {run_dir}: no checkpoint yet (start it again without --resume)")
+    rank = int(os.environ.get("RANK", "0"))
+    if not resume and rank == 0:
+        create_run_dir(cfg)
+    try:
+        trainer = Trainer(cfg, run_dir, resume)
+        if resume and trainer.epoch >= cfg.train.epochs and (run_dir / SUMMARY_FILE).exists():
+            if trainer.is_main:
+                print(f"{run_dir} is already complete", file=sys.stderr)
+            return None
+        return trainer.fit()
+    finally:
+        distributed.cleanup()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
