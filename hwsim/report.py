@@ -1,0 +1,66 @@
+"""Printed per-layer table and totals; CSV and JSON outputs (written atomically)."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from hwsim.api import RunResult
+from hwsim.fileio import atomic_write_json, atomic_write_text
+
+COLUMNS = (
+    ("layer", "{:<24}", 24), ("cycles", "{:>12,.0f}", 12), ("total_cyc", "{:>12,.0f}", 12),
+    ("time_us", "{:>10.2f}", 10), ("util", "{:>6.1%}", 6), ("energy_uJ", "{:>10.3f}", 10),
+    ("dram_KB", "{:>10.1f}", 10), ("speedup", "{:>8.3f}", 8), ("e_save", "{:>7.1%}", 7),
+)
+
+
+def _cells(name: str, d: dict) -> list:
+    return [name, d["cycles"], d["total_cycles"], d["time_us"], d["utilisation"], d["energy_pj"] / 1e6,
+            d["dram_bytes"] / 1024, d["speedup"], d["energy_saving"]]
+
+
+def format_table(run: RunResult) -> str:
+    head = " ".join(f"{title:>{w}}" if i else f"{title:<{w}}" for i, (title, _, w) in enumerate(COLUMNS))
+    lines = [f"accelerator {run.config}  dataflow {run.dataflow}  "
+             f"{'dense' if run.dense_run else 'sparse mode ' + run.sparse_mode}  "
+             f"images {run.n_images}  (figures per image; speedup/e_save vs the same layers dense)",
+             head, "-" * len(head)]
+    for r in run.layers:
+        row = r.row()
+        lines.append(" ".join(fmt.format(v) for (_, fmt, _), v in zip(COLUMNS, _cells(r.name[:24], row))))
+    lines.append("-" * len(head))
+    lines.append(" ".join(fmt.format(v) for (_, fmt, _), v in zip(COLUMNS, _cells("TOTAL", run.totals()))))
+    return "\n".join(lines)
+
+
+def _clean(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None
+    return v
+
+
+def write_outputs(run: RunResult, out_dir: str | Path, stem: str = "hwsim") -> tuple[Path, Path]:
+    """``<stem>_layers.csv`` (one row per layer) and ``<stem>.json`` (layers + totals)."""
+    out_dir = Path(out_dir)
+    rows = [r.row() for r in run.layers]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = out_dir / f"{stem}_layers.csv"
+    json_path = out_dir / f"{stem}.json"
+    doc = {
+        "config": run.config, "dataflow": run.dataflow, "sparse_mode": run.sparse_mode,
+        "dense_run": run.dense_run, "n_images": run.n_images,
+        "totals": {k: _clean(v) for k, v in run.totals().items()},
+        "layers": [{k: _clean(v) for k, v in row.items()} for row in rows],
+    }
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_json(json_path, doc)
+    return csv_path, json_path

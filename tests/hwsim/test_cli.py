@@ -1,0 +1,75 @@
+"""python -m hwsim.run end to end, and its one-line errors (exit code 2, nothing written)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.hwsim.helpers import config_dict, write_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def run(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "hwsim.run", *args], capture_output=True, text=True,
+                          cwd=cwd, env=ENV, timeout=300)
+
+
+def test_trace_run_writes_table_csv_json_and_dense(tmp_path):
+    trace = write_trace(tmp_path / "trace", n_images=3)
+    cfg = tmp_path / "acc.yaml"
+    cfg.write_text(yaml.safe_dump(config_dict()))
+    out = tmp_path / "out"
+    r = run("--accel", str(cfg), "--trace", str(trace), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "TOTAL" in r.stdout and "g1" in r.stdout and "images 3" in r.stdout
+    doc = json.loads((out / "hwsim.json").read_text())
+    assert doc["n_images"] == 3 and len(doc["layers"]) == 5
+    tot = doc["totals"]
+    assert tot["macs"] < tot["dense_macs"] and tot["speedup"] >= 1.0 and tot["energy_saving"] > 0
+    csv_lines = (out / "hwsim_layers.csv").read_text().splitlines()
+    assert len(csv_lines) == 6 and csv_lines[0].startswith("layer,")
+    d = run("--accel", str(cfg), "--trace", str(trace), "--dense", "--dataflow", "ws", "--quiet")
+    assert d.returncode == 0 and d.stdout.startswith("TOTAL") and "1.000" in d.stdout
+
+
+def test_network_run(tmp_path):
+    r = run("--accel", "accel_configs/systolic_32x32_os.yaml", "--network", "resnet18_cifar", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("TOTAL")
+
+
+def _assert_one_line_error(r, *needles):
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path):
+    trace = write_trace(tmp_path / "trace", n_images=2)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(config_dict()))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config_dict(dataflow="diagonal")))
+    out = tmp_path / "out"
+    _assert_one_line_error(run("--accel", str(bad), "--trace", str(trace), "--out", str(out)), "bad.yaml", "dataflow")
+    mask = trace / "masks" / "L001.npz"
+    mask.write_bytes(mask.read_bytes()[:-10])
+    _assert_one_line_error(run("--accel", str(good), "--trace", str(trace), "--out", str(out)), "L001.npz", "bytes")
+    _assert_one_line_error(run("--accel", str(tmp_path / "nope.yaml"), "--network", "resnet18_cifar"), "nope.yaml")
+    _assert_one_line_error(run("--accel", str(good)), "command line")
+    assert not out.exists()
+
+
+def test_hwsim_never_imports_torch_or_cdg():
+    code = ("import sys, hwsim.api, hwsim.run, hwsim.trace, hwsim.report, hwsim.graph; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith('torch.') or m == 'cdg' "
+            "or m.startswith('cdg.')]; print(bad); sys.exit(1 if bad else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV)
+    assert r.returncode == 0, r.stdout + r.stderr
