@@ -276,6 +276,20 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
+def to_commented_yaml(cfg: Config) -> str:
+    """The config as YAML with each field's description as a trailing comment (``--print-config``)."""
+    lines = []
+    for section_name, section_field in Config.model_fields.items():
+        lines.append(f"{section_name}:")
+        section = getattr(cfg, section_name)
+        for name, field in type(section).model_fields.items():
+            value = yaml.safe_dump(getattr(section, name), default_flow_style=True).strip()
+            value = value.removesuffix("\n...").removesuffix("...").strip()
+            comment = f"  # {field.description}" if field.description else ""
+            lines.append(f"  {name}: {value}{comment}")
+    return "\n".join(lines) + "\n"
+
+
 def config_diff(a: Config, b: Config) -> list[str]:
     """Dotted keys whose values differ (for resume checks)."""
     flat_a, flat_b = _flatten(a.model_dump(mode="json")), _flatten(b.model_dump(mode="json"))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cdg import distributed
 from cdg.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
 from cdg.components import build_augment, build_model, load_sources, select_device
-from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_yaml
+from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_commented_yaml
 from cdg.errors import UserError, exit_on_user_error
 from cdg.eval import features_for, knn_top1, linear_top1
 from cdg.optim import build_optimizer, build_scheduler
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     cfg, run_dir, resume = resolve_run(args)
     if args.print_config:
-        print(to_yaml(cfg), end="")
+        print(to_commented_yaml(cfg), end="")
         return None
     if resume and not checkpoint_path(run_dir).exists():
         raise UserError(f"nothing to resume in {run_dir}: no checkpoint yet (start it again without --resume)")
