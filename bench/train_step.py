@@ -1,10 +1,14 @@
-"""Training-step throughput of each SSL method, all measured in one run (ratios are meaningful).
+"""Training-step and evaluation throughput per SSL method and gate method, all in one run.
 
     python bench/train_step.py                       # default digits-sized model on CPU (+ CUDA if present)
     python bench/train_step.py --arch resnet18 --width 1.0 --image-size 32 --batch 256 --device cuda
+    python bench/train_step.py --gates none cdg cgnet fbs dgnet --methods simclr
 
 One step = two-view augmentation + forward + backward + optimiser step (+ EMA update),
-the same code path as ``cdg.train``. Prints a table of ms/step and images/s per method.
+the same code path as ``cdg.train`` (gated runs: with the gates on at their target).
+"eval" is a no-grad forward of the backbone in eval mode (real hard masks for gated
+runs). The ratio columns compare each gate method with the dense model measured in the
+same run, interleaved step by step so machine noise hits both alike.
 """
 from __future__ import annotations
 
@@ -16,11 +20,19 @@ import torch
 
 from cdg.components import build_augment, build_model
 from cdg.config import load_config
+from cdg.gating.training import GateController
 from cdg.methods import METHODS
 from cdg.optim import build_optimizer
 
 
-def bench_method(method: str, args, device: torch.device) -> tuple[float, float]:
+def gate_overrides(gate: str) -> list[str]:
+    if gate == "none":
+        return []
+    return [f"gate.method={gate}", "gate.target_reduction=2", "gate.warmup_epochs=0", "gate.ramp_epochs=0"]
+
+
+def build_step(method: str, gate: str, args, device: torch.device):
+    """(train step, eval forward) closures for one SSL method and gate method."""
     cfg = load_config(
         None,
         [
@@ -29,10 +41,13 @@ def bench_method(method: str, args, device: torch.device) -> tuple[float, float]
             f"model.width={args.width}",
             f"data.image_size={args.image_size}",
             f"train.batch_size={args.batch}",
+            "train.epochs=100",
+            *gate_overrides(gate),
         ],
     )
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
+    controller = GateController(cfg, model, steps_per_epoch=1) if gate != "none" else None
     cuda = device.type == "cuda"
     if cuda:
         model.to(memory_format=torch.channels_last)
@@ -41,32 +56,67 @@ def bench_method(method: str, args, device: torch.device) -> tuple[float, float]
     stored = args.image_size if args.image_size < 64 else int(args.image_size * 256 / 224)
     images = torch.randint(0, 256, (args.batch, 3, stored, stored), dtype=torch.uint8, device=device)
 
+    eval_images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
+    if cuda:
+        eval_images = eval_images.contiguous(memory_format=torch.channels_last)
+
     def step() -> None:
+        model.train()
         with torch.no_grad():
             v1, v2 = augment(images)
         if cuda:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last)
+        if controller is not None:
+            controller.begin_step(epoch=50.0)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             out = model(v1, v2)
+        loss = out.loss
+        if controller is not None:
+            gate_loss, _ = controller.loss(epoch=50.0)
+            controller.end_step()
+            loss = loss + gate_loss
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         optimizer.step()
+        if controller is not None:
+            controller.after_step()
         model.momentum_update(0.5)
 
+    @torch.no_grad()
+    def evaluate() -> None:
+        model.backbone.eval()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            model.backbone(eval_images)
+
+    return step, evaluate
+
+
+def timed(fn, cuda: bool) -> float:
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def bench_method(method: str, gates: list[str], args, device: torch.device) -> dict[str, tuple[float, float]]:
+    """Median (train step, eval forward) seconds per gate method, interleaved round-robin."""
+    cuda = device.type == "cuda"
+    closures = {gate: build_step(method, gate, args, device) for gate in gates}
     for _ in range(args.warmup):
-        step()
-    times = []
+        for step, evaluate in closures.values():
+            step()
+            evaluate()
+    train_t: dict[str, list[float]] = {g: [] for g in gates}
+    eval_t: dict[str, list[float]] = {g: [] for g in gates}
     for _ in range(args.steps):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return median * 1e3, args.batch / median
+        for gate, (step, evaluate) in closures.items():
+            train_t[gate].append(timed(step, cuda))
+            eval_t[gate].append(timed(evaluate, cuda))
+    return {g: (statistics.median(train_t[g]), statistics.median(eval_t[g])) for g in gates}
 
 
 def main() -> None:
@@ -80,6 +130,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument("--gates", nargs="*", default=["none", "cdg"], help="gate methods (none = dense)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,12 +140,16 @@ def main() -> None:
         f"{args.arch} x{args.width}, {args.image_size}px, batch {args.batch}, median of {args.steps} steps, "
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
-    print(f"{'device':8} {'method':8} {'ms/step':>10} {'images/s':>10}")
+    gates = args.gates if "none" in args.gates else ["none", *args.gates]
+    print(f"{'device':7} {'method':8} {'gate':6} {'train ms':>9} {'images/s':>9} {'x dense':>8} {'eval ms':>8} {'x dense':>8}")
     for device_name in devices:
         device = torch.device(device_name)
         for method in args.methods:
-            ms, ips = bench_method(method, args, device)
-            print(f"{device_name:8} {method:8} {ms:10.1f} {ips:10.0f}")
+            results = bench_method(method, gates, args, device)
+            dense_train, dense_eval = results["none"]
+            for gate, (train_s, eval_s) in results.items():
+                print(f"{device_name:7} {method:8} {gate:6} {train_s * 1e3:9.1f} {args.batch / train_s:9.0f} "
+                      f"{train_s / dense_train:8.2f} {eval_s * 1e3:8.1f} {eval_s / dense_eval:8.2f}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from cdg.data.datasets import load_source
 from cdg.errors import UserError
 from cdg.methods import build_method
 from cdg.methods.base import SSLMethod
-from cdg.models.resnet import build_backbone
+from cdg.gating.training import build_gated_backbone
 
 
 @dataclass
@@ -41,7 +41,8 @@ def load_sources(cfg: Config) -> Sources:
 
 
 def build_model(cfg: Config) -> SSLMethod:
-    return build_method(cfg.method, build_backbone(cfg.model))
+    """The SSL method around a backbone whose selected convs are gated (``gate.method``)."""
+    return build_method(cfg.method, build_gated_backbone(cfg))
 
 
 def build_augment(cfg: Config, mean: tuple, std: tuple) -> nn.Module:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -103,6 +103,59 @@ class EvalConfig(Section):
     linear_batch_size: int = Field(256, gt=0)
 
 
+class StageGateConfig(Section):
+    """Per-stage overrides of the gate structure (null = the gate section's value)."""
+
+    groups: Optional[int] = Field(None, ge=1)
+    channel_block: Optional[Union[int, Literal["all"]]] = None
+    spatial_block: Optional[int] = Field(None, ge=1)
+
+
+class GateConfig(Section):
+    method: Literal["none", "cdg", "cgnet", "fbs", "dgnet"] = Field(
+        "none", description="dynamic pruning: none (dense) | cdg | cgnet | fbs | dgnet"
+    )
+    layers: Union[Literal["3x3"], list[str]] = Field(
+        "3x3", description="which convs are gated: 3x3 = every 3x3 conv after the stem, or name patterns (fnmatch)"
+    )
+    groups: int = Field(4, ge=1, description="G: the base path reads the first 1/G of the input channels (cdg, cgnet)")
+    channel_block: Union[int, Literal["all"]] = Field(
+        1, description="S: output channels per gate decision; 1 = unstructured, all = one decision per pixel (cdg)"
+    )
+    spatial_block: int = Field(1, ge=1, description="b: b x b output pixels share one decision (cdg, dgnet)")
+    stages: dict[Literal["layer1", "layer2", "layer3", "layer4"], StageGateConfig] = Field(
+        default_factory=dict, description="per-stage overrides of groups / channel_block / spatial_block"
+    )
+    target_reduction: Optional[float] = Field(None, gt=1, description="requested dense/effective MAC ratio of the backbone")
+    target_density: Optional[float] = Field(None, gt=0, le=1, description="or: requested effective/dense MAC ratio")
+    warmup_epochs: float = Field(2, ge=0, description="dense epochs (all gates on) before sparsification starts")
+    ramp_epochs: float = Field(10, ge=0, description="epochs over which the target falls linearly from dense to final")
+    reg_weight: float = Field(5.0, ge=0, description="weight of the sparsity regulariser (quadratic penalty)")
+    controller_lr: float = Field(1.0, ge=0, description="gain of the integral target controller (gate shift per unit ratio error)")
+    branches: Literal["both", "one"] = Field("both", description="gate both contrastive branches, or only one (ablation)")
+    align_weight: float = Field(0.0, ge=0, description="cross-branch saliency alignment: penalise per-layer density gaps")
+    sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid")
+    keep_ratio: Optional[float] = Field(None, gt=0, le=1, description="FBS channels kept; null = derived from the target")
+    calibrate: bool = Field(True, description="after training, shift all thresholds so the target is met on held-out train images")
+    trace_images: int = Field(64, ge=0, description="images whose full-resolution gate masks go into the trace")
+    trace_act_images: int = Field(64, ge=0, description="of those, images whose input-activation masks are stored too")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "GateConfig":
+        if self.target_reduction is not None and self.target_density is not None:
+            raise ValueError("set gate.target_reduction or gate.target_density, not both")
+        if isinstance(self.channel_block, int) and self.channel_block < 1:
+            raise ValueError(f"gate.channel_block must be >= 1 or 'all', got {self.channel_block}")
+        return self
+
+    @property
+    def target_ratio(self) -> Optional[float]:
+        """Requested effective/dense MAC ratio (None: no target)."""
+        if self.target_reduction is not None:
+            return 1.0 / self.target_reduction
+        return self.target_density
+
+
 class RunConfig(Section):
     dir: str = Field("runs", description="parent folder of run directories")
     name: Optional[str] = Field(None, description="run directory name; null = <dataset>_<arch>_<method>")
@@ -121,6 +174,7 @@ class Config(Section):
     aug: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     method: MethodConfig = Field(default_factory=MethodConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
@@ -174,6 +228,13 @@ def resolve(cfg: Config) -> Config:
     if cfg.optim.warmup_epochs >= cfg.train.epochs and cfg.optim.warmup_epochs > 0:
         raise UserError(
             f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be smaller than train.epochs={cfg.train.epochs}"
+        )
+    if cfg.gate.method not in ("none", "fbs") and cfg.gate.target_ratio is None:
+        raise UserError(f"gate.method={cfg.gate.method} needs gate.target_reduction or gate.target_density")
+    if cfg.gate.method != "none" and cfg.gate.warmup_epochs + cfg.gate.ramp_epochs >= cfg.train.epochs:
+        raise UserError(
+            f"gate.warmup_epochs + gate.ramp_epochs = {cfg.gate.warmup_epochs + cfg.gate.ramp_epochs} "
+            f"must be below train.epochs={cfg.train.epochs}"
         )
     if cfg.run.stop_after_epoch is not None and cfg.run.stop_after_epoch > cfg.train.epochs:
         raise UserError(f"run.stop_after_epoch={cfg.run.stop_after_epoch} is beyond train.epochs={cfg.train.epochs}")

@@ -20,10 +20,12 @@ from tqdm import tqdm
 
 from cdg import distributed
 from cdg.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
-from cdg.components import build_augment, build_model, load_sources, select_device
+from cdg.components import build_augment, build_eval_augment, build_model, load_sources, select_device
 from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_commented_yaml
 from cdg.errors import UserError, exit_on_user_error
 from cdg.eval import features_for, knn_top1, linear_top1
+from cdg.gating.training import GateController, calibrate
+from cdg.trace import trace_run
 from cdg.optim import build_optimizer, build_scheduler
 from cdg.rundir import (
     METRICS_FILE,
@@ -84,6 +86,7 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.augment = build_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
         self.steps_per_epoch = len(self.sources.train) // cfg.train.batch_size
+        self.gates = GateController(cfg, self.model, self.steps_per_epoch) if cfg.gate.method != "none" else None
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
         self.optimizer = build_optimizer(self.model, cfg.optim, cfg.train.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.train.epochs)
@@ -108,6 +111,10 @@ class Trainer:
             self.scheduler.load_state_dict(payload["scheduler"])
         except (KeyError, ValueError) as exc:
             raise UserError(f"checkpoint {path}: optimizer state does not match this run ({exc})") from None
+        if self.gates is not None:
+            if "gate_controller" not in payload:
+                raise UserError(f"checkpoint {path}: field 'gate_controller' is missing (was it trained without gates?)")
+            self.gates.load_state_dict(payload["gate_controller"])
         self.epoch, self.step_in_epoch = payload["epoch"], payload["step_in_epoch"]
         self.global_step = payload["global_step"]
         rng = payload["rng"]
@@ -124,6 +131,13 @@ class Trainer:
         if self.is_main:
             note = f", dropped {dropped} metric record(s) logged after it" if dropped else ""
             print(f"resumed {self.run_dir} at epoch {self.epoch} step {self.global_step}{note}", file=sys.stderr)
+
+    def _save_local(self) -> None:
+        """Rank-0 checkpoint of the final (calibrated) weights; other ranks' RNG state is unchanged."""
+        payload = load_checkpoint(checkpoint_path(self.run_dir))
+        payload["model"] = self.model.state_dict()
+        payload.pop("format"), payload.pop("version")
+        save_checkpoint(checkpoint_path(self.run_dir), payload)
 
     def _save(self) -> None:
         # Every rank has its own augmentation RNG stream; rank 0 stores all of them.
@@ -145,6 +159,7 @@ class Trainer:
                     "global_step": self.global_step,
                     "world_size": self.dist.world_size,
                     "rng": rng,
+                    **({"gate_controller": self.gates.state_dict()} if self.gates is not None else {}),
                 },
             )
         distributed.barrier()
@@ -157,19 +172,31 @@ class Trainer:
         if self.channels_last:
             view1 = view1.contiguous(memory_format=torch.channels_last)
             view2 = view2.contiguous(memory_format=torch.channels_last)
+        epoch = self.epoch + self.step_in_epoch / self.steps_per_epoch
+        if self.gates is not None:
+            self.gates.begin_step(epoch)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.step_module(view1, view2)
-        if not torch.isfinite(out.loss):
-            raise RuntimeError(f"loss became {out.loss.item()} at step {self.global_step}: lower optim.lr")
+        loss, logs = out.loss, dict(out.logs)
+        if self.gates is not None:
+            gate_loss, gate_logs = self.gates.loss(epoch)
+            self.gates.end_step()
+            logs.update(gate_logs)
+            if gate_loss is not None:
+                loss = loss + gate_loss
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"loss became {loss.item()} at step {self.global_step}: lower optim.lr")
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         if self.cfg.train.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
         self.optimizer.step()
+        if self.gates is not None:
+            self.gates.after_step()
         self.scheduler.step()
         self.global_step += 1
         self.model.momentum_update(self.global_step / self.total_steps)
-        return out.loss.detach(), out.logs
+        return out.loss.detach(), logs
 
     def _run_epoch(self) -> None:
         cfg = self.cfg
@@ -253,13 +280,39 @@ class Trainer:
                 return None
         return self._finish()
 
+    def _calibrate(self) -> dict:
+        """Shift all gates so the measured ratio on held-out training images meets the target."""
+        cfg = self.cfg
+        count = min(1024, len(self.sources.train))
+        transform = build_eval_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
+        images, _ = next(self.sources.train.iter_batches([torch.arange(count)]))
+        images = transform(images.to(self.device))
+        shift, before, after = calibrate(self.model.backbone, images, self.gates.infos, cfg.gate.target_ratio)
+        record = {"event": "calibration", "epoch": self.epoch, "step": self.global_step, "images": count,
+                  "shift": shift, "ratio_before": before, "ratio_after": after, "target_ratio": cfg.gate.target_ratio}
+        self.metrics.write(record)
+        return record
+
     def _finish(self) -> dict | None:
-        """Linear probe on frozen features (rank 0) and the run summary."""
+        """Calibration and trace (gated runs), linear probe on frozen features (rank 0) and the run summary."""
         summary = None
         if self.is_main:
             records = read_metrics(self.run_dir / METRICS_FILE)
             knn = [r for r in records if r.get("event") == "knn"]
             summary = {"epochs": self.epoch, "steps": self.global_step, "knn_top1": knn[-1]["top1"] if knn else None}
+            cfg = self.cfg
+            if self.gates is not None and cfg.gate.calibrate and cfg.gate.target_ratio is not None and cfg.gate.method != "fbs":
+                calibration = self._calibrate()
+                summary["calibration_shift"] = calibration["shift"]
+                self._save_local()
+            if cfg.gate.method != "none" or cfg.gate.trace_images > 0:
+                report = trace_run(cfg, self.model.backbone, self.sources, self.device, self.run_dir,
+                                   progress=cfg.train.progress)
+                self.metrics.write({"event": "computation", "epoch": self.epoch, "step": self.global_step, **report})
+                summary.update(dense_macs=report["dense_macs"], effective_macs=report["effective_macs"],
+                               reduction=report["reduction"])
+                if cfg.gate.target_ratio is not None:
+                    summary["target_reduction"] = 1 / cfg.gate.target_ratio
             if self.cfg.eval.linear_epochs > 0:
                 train, test = features_for(self.cfg, self.model.backbone, self.sources, self.device)
                 probe = linear_top1(self.cfg, train, test, self.sources.train.num_classes)

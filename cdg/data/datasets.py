@@ -26,6 +26,7 @@ that the on-device random crops and the centre crop of evaluation have a margin.
 """
 from __future__ import annotations
 
+import abc
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -140,7 +141,7 @@ def _one_line(text: object) -> str:
 # --------------------------------------------------------------------------- sources
 
 
-class ImageSource:
+class ImageSource(abc.ABC):
     """A labelled image set read by index batches; no shuffling, no randomness.
 
     Attributes:
@@ -164,6 +165,7 @@ class ImageSource:
     def __len__(self) -> int:
         return int(self.labels.numel())
 
+    @abc.abstractmethod
     def iter_batches(
         self,
         index_batches: Iterable[Sequence[int] | torch.Tensor],
@@ -171,7 +173,6 @@ class ImageSource:
         pin_memory: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(uint8 images N x 3 x S x S, int64 labels N)`` for each index batch, in order."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (

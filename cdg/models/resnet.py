@@ -172,3 +172,30 @@ def build_backbone(cfg, conv_factory: ConvFactory = dense_conv) -> ResNet:
         conv_factory=conv_factory,
         zero_init_residual=cfg.zero_init_residual,
     )
+
+
+def conv_graph(net: ResNet) -> dict[str, list[str]]:
+    """For each conv (by module name), the convs whose output tensors it reads.
+
+    Element-wise ops (BN, ReLU, residual add, pooling) are not nodes: a block's output is
+    named by the convs that produced it (its last conv, plus the shortcut conv or the
+    block input it adds), as in ``hwsim.networks``, so residual tensors stay alive in the
+    simulator's layer graph.
+    """
+    graph: dict[str, list[str]] = {"conv1": []}
+    source = ["conv1"]
+    for stage_name in ("layer1", "layer2", "layer3", "layer4"):
+        for index, block in enumerate(getattr(net, stage_name)):
+            block_name = f"{stage_name}.{index}"
+            names = [n for n, _ in block.named_children() if n.startswith("conv")]
+            previous = source
+            for conv in names:
+                graph[f"{block_name}.{conv}"] = list(previous)
+                previous = [f"{block_name}.{conv}"]
+            last = previous[0]
+            if isinstance(block.shortcut, nn.Sequential):
+                graph[f"{block_name}.shortcut.0"] = list(source)
+                source = [last, f"{block_name}.shortcut.0"]
+            else:
+                source = [last, *source]
+    return graph

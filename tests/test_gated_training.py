@@ -1,0 +1,175 @@
+"""Gated training: config checks, every gate method in every SSL method, exact resume, target control, traces."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cdg.config import load_config
+from cdg.errors import UserError
+from cdg.gating.layers import full_resolution_mask, gated_layers
+from cdg.gating.training import GateController, calibrate, conv_inventory, gate_for, measured_ratio
+from cdg.models.resnet import ConvSpec
+from cdg.train import Trainer, main
+from hwsim.trace import load_trace
+
+from tests.test_train import TINY, records
+
+
+def gated(tmp_path, name, *extra):
+    return [*TINY, f"run.dir={tmp_path}", f"run.name={name}", "train.epochs=3", "gate.warmup_epochs=1",
+            "gate.ramp_epochs=1", "gate.trace_images=8", *extra]
+
+
+def test_selection_follows_the_config():
+    cfg = load_config(None, ["gate.method=cdg", "gate.target_reduction=2", "gate.channel_block=all",
+                             "gate.stages={layer2: {channel_block: 4, spatial_block: 2}}"])
+    conv = ConvSpec("layer1.0.conv1", 16, 16, 3, 1, 1, "conv")
+    assert gate_for(conv, cfg.gate).channel_block == 16  # "all" = one decision per pixel
+    staged = gate_for(ConvSpec("layer2.1.conv2", 32, 32, 3, 1, 1, "conv"), cfg.gate)
+    assert (staged.channel_block, staged.spatial_block) == (4, 2)
+    assert gate_for(ConvSpec("conv1", 3, 16, 3, 1, 1, "stem"), cfg.gate) is None
+    assert gate_for(ConvSpec("layer2.0.shortcut.0", 16, 32, 1, 2, 0, "shortcut"), cfg.gate) is None
+    named = load_config(None, ["gate.method=cdg", "gate.target_reduction=2", "gate.layers=[layer4.*]"])
+    assert gate_for(conv, named.gate) is None
+    assert gate_for(ConvSpec("layer4.0.conv1", 16, 16, 3, 1, 1, "conv"), named.gate) is not None
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["gate.method=cdg"], "needs gate.target_reduction"),
+        (["gate.method=cdg", "gate.target_reduction=2", "gate.target_density=0.5"], "not both"),
+        (["gate.method=cdg", "gate.target_reduction=2", "gate.channel_block=3"], "gate.channel_block=3 does not divide"),
+        (["gate.method=cdg", "gate.target_reduction=2", "gate.groups=99"], "gate.groups=99 exceeds"),
+        (["gate.method=cdg", "gate.target_reduction=20"], "base path"),
+        (["gate.method=magic"], "gate.method"),
+        (["gate.method=cdg", "gate.target_reduction=2", "gate.ramp_epochs=5"], "train.epochs"),
+    ],
+)
+def test_impossible_gate_settings_fail_before_training(tmp_path, overrides, message):
+    with pytest.raises(SystemExit) as exc:
+        main(gated(tmp_path, "bad", *overrides))
+    assert exc.value.code == 2
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def one_step(tmp_path, *overrides):
+    cfg = load_config(None, gated(tmp_path, "step", *overrides))
+    trainer = Trainer(cfg, tmp_path, resume=False)
+    trainer.epoch = 2  # past warm-up and ramp: gates on at the final target
+    images, _ = next(trainer.sources.train.iter_batches([torch.arange(cfg.train.batch_size)]))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    loss, logs = trainer._train_step(images)
+    return trainer, before, loss, logs
+
+
+@pytest.mark.parametrize("ssl", ["simclr", "moco", "byol", "simsiam"])
+@pytest.mark.parametrize("gate", ["cdg", "cgnet", "fbs", "dgnet"])
+def test_every_gate_method_trains_a_step_in_every_ssl_method(tmp_path, ssl, gate):
+    trainer, before, loss, logs = one_step(tmp_path, f"method.name={ssl}", f"gate.method={gate}",
+                                           "gate.target_reduction=1.6")
+    assert torch.isfinite(loss)
+    assert 0 < logs["gate_ratio"] <= 1.1 and logs["gate_target"] == pytest.approx(1 / 1.6)
+    layers = gated_layers(trainer.model.backbone)
+    assert layers
+    changed = [name for name, _ in layers if not torch.equal(before[f"backbone.{name}.weight"],
+                                                             trainer.model.state_dict()[f"backbone.{name}.weight"])]
+    assert changed, "gated weights must receive gradients"
+    if gate in ("cdg", "cgnet"):
+        assert any(not torch.equal(before[f"backbone.{n}.threshold"], l.threshold) for n, l in layers)
+
+
+def test_ema_thresholds_in_the_target_encoder(tmp_path):
+    trainer, before, _, _ = one_step(tmp_path, "method.name=byol", "gate.method=cdg", "gate.target_reduction=1.6")
+    name = gated_layers(trainer.model.backbone)[0][0]
+    online = trainer.model.state_dict()[f"backbone.{name}.threshold"]
+    target = trainer.model.state_dict()[f"target_backbone.{name}.threshold"]
+    old = before[f"target_backbone.{name}.threshold"]
+    assert not torch.equal(target, old)  # the target's thresholds follow the online ones by EMA
+    m = trainer.model.current_momentum(trainer.global_step / trainer.total_steps)
+    assert torch.allclose(target, m * old + (1 - m) * online, atol=1e-6)
+
+
+def test_one_branch_ablation_runs_the_second_view_dense(tmp_path):
+    cfg = load_config(None, gated(tmp_path, "one", "gate.method=cdg", "gate.target_reduction=1.6",
+                                  "gate.branches=one", "gate.align_weight=1.0"))
+    trainer = Trainer(cfg, tmp_path, resume=False)
+    controller: GateController = trainer.gates
+    controller.begin_step(2.0)
+    images, _ = next(trainer.sources.train.iter_batches([torch.arange(cfg.train.batch_size)]))
+    v1, v2 = trainer.augment(images)
+    trainer.model(v1, v2)
+    first, second = controller.records
+    assert all(r.gated for r in first.values()) and not any(r.gated for r in second.values())
+    assert all(bool(r.mask.all()) for r in second.values())
+    loss, logs = controller.loss(2.0)
+    assert "gate_align" in logs and torch.isfinite(loss)
+    controller.end_step()
+
+
+def test_gated_resume_is_bit_identical(tmp_path):
+    args = ["method.name=moco", "gate.method=cdg", "gate.target_reduction=1.6", "gate.calibrate=false"]
+    main(gated(tmp_path, "whole", *args))
+    main(gated(tmp_path, "split", *args, "run.stop_after_epoch=2"))
+    main(["--resume", str(tmp_path / "split")])
+    a = torch.load(tmp_path / "whole" / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=False)
+    assert a["gate_controller"] == b["gate_controller"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_calibration_meets_the_target_on_held_out_images(tmp_path):
+    summary = main(gated(tmp_path, "cal", "gate.method=cdg", "gate.target_reduction=2"))
+    assert summary["target_reduction"] == 2
+    assert abs(summary["reduction"] - 2) / 2 < 0.05  # measured on the evaluation split
+    calibration = records(tmp_path / "cal", "calibration")[0]
+    assert abs(calibration["ratio_after"] - 0.5) < 0.01
+
+
+def test_calibrate_bisects_a_monotone_ratio(tmp_path):
+    cfg = load_config(None, gated(tmp_path, "bis", "gate.method=cdg", "gate.target_density=0.7"))
+    trainer = Trainer(cfg, tmp_path, resume=False)
+    backbone = trainer.model.backbone
+    images = torch.randn(64, 3, 8, 8)
+    infos = conv_inventory(backbone, 8)
+    shift, before, after = calibrate(backbone, images, infos, 0.7)
+    assert abs(after - 0.7) <= 0.005 * 0.7 and after == pytest.approx(measured_ratio(backbone, images, infos))
+
+
+def test_trace_round_trips_the_real_masks(tmp_path):
+    main(gated(tmp_path, "tr", "gate.method=cdg", "gate.target_reduction=1.6", "gate.channel_block=2"))
+    run = tmp_path / "tr"
+    trace = load_trace(run / "trace")
+    assert trace.n_mask_images == 8
+    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    cfg = load_config(None, gated(tmp_path, "tr", "gate.method=cdg", "gate.target_reduction=1.6", "gate.channel_block=2"))
+    trainer = Trainer(cfg, run, resume=True)  # loads the calibrated final weights
+    assert all(torch.equal(v, payload["model"][k]) for k, v in trainer.model.state_dict().items())
+    backbone = trainer.model.backbone.eval()
+    from cdg.components import build_eval_augment
+
+    transform = build_eval_augment(cfg, trainer.sources.test.mean, trainer.sources.test.std)
+    images, _ = next(trainer.sources.test.iter_batches([torch.arange(8)]))
+    with torch.no_grad():
+        backbone(transform(images))
+    for name, layer in gated_layers(backbone):
+        expected = full_resolution_mask(layer.record).numpy()
+        assert np.array_equal(trace.layer(name).gate_masks(), expected), name
+    assert trace.layer("conv1").spec.gate is None and trace.layer("conv1").act_masks.shape[0] == 8
+    computation = records(run, "computation")[0]
+    assert computation["dense_macs"] == sum(layer.spec.dense_macs for layer in trace.layers)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reduction"] == pytest.approx(computation["reduction"])
+
+
+def test_trace_cli_rewrites_the_trace(tmp_path):
+    from cdg.trace import main as trace_main
+
+    main([*TINY, f"run.dir={tmp_path}", "run.name=dense", "gate.trace_images=4"])
+    report = trace_main(["--run", str(tmp_path / "dense"), "--images", "2"])
+    assert report["reduction"] == pytest.approx(1.0)
+    assert load_trace(tmp_path / "dense" / "trace").n_mask_images == 0  # dense: no gate masks
+    assert load_trace(tmp_path / "dense" / "trace").layer("conv1").act_masks.shape[0] == 2

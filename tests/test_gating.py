@@ -1,0 +1,467 @@
+"""Layer level of CDG and the dynamic-pruning baselines (cdg.gating): maths, accounting, plumbing."""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from cdg.errors import UserError
+from cdg.gating import (
+    GateRecord,
+    GateSpec,
+    build_gated_conv,
+    cdg_saliency,
+    collect_records,
+    count_effective_macs,
+    decision_grid,
+    default_selection,
+    dense_conv_macs,
+    full_resolution_mask,
+    gated_conv_factory,
+    gated_layers,
+    set_gating,
+    validate_gate,
+)
+from cdg.gating.accounting import conv_out_hw
+from cdg.gating.layers import block_weights, cdg_decisions, cdg_gate, expand_decisions, spatial_fraction
+from cdg.models.resnet import ConvSpec, ResNet
+
+METHODS = ("cdg", "cgnet", "fbs", "dgnet")
+
+
+def spec_of(c_in=8, c_out=8, stride=1, k=3, name="layer1.0.conv1"):
+    return ConvSpec(name, c_in, c_out, k, stride, k // 2, "conv")
+
+
+def make(method="cdg", c_in=8, c_out=8, stride=1, **gate):
+    torch.manual_seed(0)
+    return build_gated_conv(spec_of(c_in, c_out, stride), GateSpec(method, **gate))
+
+
+def dense_out(layer, x):
+    return F.conv2d(x, layer.weight, None, layer.stride, layer.padding)
+
+
+# ----------------------------------------------------------------------------- exactness
+
+
+SPLIT_CASES = [  # method, gate kwargs, stride, input size
+    ("cdg", dict(groups=4), 1, 7),
+    ("cdg", dict(groups=2, channel_block=4, spatial_block=2), 2, 9),
+    ("cdg", dict(groups=3, channel_block=8, spatial_block=3), 1, 5),
+    ("cgnet", dict(groups=4), 2, 6),
+    ("cgnet", dict(groups=2), 1, 5),
+]
+
+
+@pytest.mark.parametrize("method, gate, stride, size", SPLIT_CASES)
+def test_split_layers_are_dense_when_all_gates_on_and_base_only_when_off(method, gate, stride, size):
+    layer = make(method, c_in=10, c_out=8, stride=stride, **gate).double()
+    x = torch.randn(3, 10, size, size, dtype=torch.float64)
+    c_b = layer.base_channels
+    base = F.conv2d(x[:, :c_b], layer.weight[:, :c_b], None, stride, 1)
+
+    layer.gating = False
+    torch.testing.assert_close(layer(x), dense_out(layer, x))
+    assert layer.record.mask.min() == 1 and not layer.record.gated
+    layer.gating = True
+    with torch.no_grad():
+        layer.threshold.fill_(-math.inf)
+    torch.testing.assert_close(layer(x), dense_out(layer, x))
+    assert layer.record.mask.min() == 1
+    macs = layer.record.macs
+    assert torch.equal(macs["base"] + macs["conditional"], torch.full((3,), layer.dense_macs(size, size)))
+    with torch.no_grad():
+        layer.threshold.fill_(math.inf)
+    torch.testing.assert_close(layer(x), base)
+    assert layer.record.mask.max() == 0
+    assert torch.equal(layer.record.macs["conditional"], torch.zeros(3, dtype=torch.int64))
+    assert layer.record.soft_density.item() == 0.0
+
+
+@pytest.mark.parametrize("method, gate, stride, size", SPLIT_CASES)
+def test_gated_output_is_base_plus_conditional_exactly_where_the_full_mask_is_on(method, gate, stride, size):
+    layer = make(method, c_in=10, c_out=8, stride=stride, **gate, init_threshold=0.0).double()
+    x = torch.randn(2, 10, size, size, dtype=torch.float64)
+    c_b = layer.base_channels
+    y = layer(x)
+    base = F.conv2d(x[:, :c_b], layer.weight[:, :c_b], None, stride, 1)
+    cond = F.conv2d(x[:, c_b:], layer.weight[:, c_b:], None, stride, 1)
+    on = full_resolution_mask(layer.record)
+    assert 0 < on.float().mean() < 1  # a genuinely mixed mask
+    torch.testing.assert_close(y, torch.where(on, base + cond, base))
+
+
+def test_fbs_keeps_the_top_k_saliencies_and_scales_the_kept_channels():
+    layer = make("fbs", c_in=6, c_out=10, keep_ratio=0.3).double()
+    x = torch.randn(4, 6, 5, 5, dtype=torch.float64)
+    y = layer(x)
+    pi = layer.record.extras["saliency"]
+    keep = layer.record.mask[:, :, 0, 0]
+    assert (keep.sum(dim=1) == 3).all()  # k = ceil(0.3 * 10)
+    for n in range(4):
+        kept = set(keep[n].nonzero().flatten().tolist())
+        assert kept == set(pi[n].topk(3).indices.tolist())
+    torch.testing.assert_close(y, dense_out(layer, x) * (pi * keep).to(y.dtype)[:, :, None, None])
+    torch.testing.assert_close(layer.record.saliency_mean, pi.mean().float())
+
+
+def test_dgnet_computes_exactly_where_channel_and_spatial_gates_are_both_on():
+    layer = make("dgnet", c_in=6, c_out=8, stride=2, spatial_block=2).double()
+    with torch.no_grad():  # mixed gates
+        layer.spatial_bias.fill_(0.0)
+        layer.channel_fc2.bias.copy_(torch.linspace(-1.0, 1.0, 8))
+    x = torch.randn(3, 6, 9, 9, dtype=torch.float64)
+    y = layer(x)
+    rec = layer.record
+    on = full_resolution_mask(rec)
+    assert 0 < on.float().mean() < 1
+    torch.testing.assert_close(y, torch.where(on, dense_out(layer, x), torch.zeros_like(y)))
+    expected = rec.extras["channel"][:, :, None, None] * rec.extras["spatial"][:, None]
+    assert torch.equal(rec.mask, expected)
+    torch.testing.assert_close(rec.soft_density_per_sample.detach(), on.double().mean(dim=(1, 2, 3)))
+
+
+def test_cdg_matches_its_definition_with_pooled_standardised_saliency():
+    """g = 1[standardise(pool_S,b(Y_base)) > Δ], checked against python loops (ragged blocks, S = 2)."""
+    torch.manual_seed(1)
+    y_base = torch.randn(2, 4, 5, 7, dtype=torch.float64)
+    s, b = 2, 3
+    sal = cdg_saliency(y_base, s, b)
+    assert sal.shape == (2, 2, 2, 3)
+    for n in range(2):
+        pooled = torch.zeros(2, 2, 3, dtype=torch.float64)
+        for d, i, j in itertools.product(range(2), range(2), range(3)):
+            block = y_base[n, d * s : (d + 1) * s, i * b : (i + 1) * b, j * b : (j + 1) * b]
+            pooled[d, i, j] = block.mean()
+        ref = (pooled - pooled.mean()) / torch.sqrt(pooled.var(unbiased=False) + 1e-5)
+        torch.testing.assert_close(sal[n].double(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("block, hw", [((1, 1, 1), (5, 6)), ((4, 2, 2), (7, 5)), ((2, 3, 3), (4, 4)), ((8, 1, 1), (3, 3))])
+def test_fused_cdg_backward_equals_autograd_of_the_straight_through_definition(block, hw):
+    torch.manual_seed(2)
+    n, c = 3, 8
+    y_base = torch.randn(n, c, *hw, requires_grad=True)
+    y_cond = torch.randn(n, c, *hw, requires_grad=True)
+    thr = (0.5 * torch.randn(c // block[0])).requires_grad_()
+    w = torch.randn(n, c, *hw)
+    weights = block_weights(hw, block[1], block[2], "cpu")
+
+    def loss(y, g):
+        return (y * w).sum() + 3.0 * spatial_fraction(g, weights).sum()
+
+    y, g = cdg_gate(y_base, y_cond, thr, block, alpha=4.0)
+    fused = torch.autograd.grad(loss(y, g), (y_base, y_cond, thr))
+    g_ref = cdg_decisions(y_base, thr, block, alpha=4.0)
+    y_ref = y_base + expand_decisions(g_ref, *block, hw) * y_cond
+    ref = torch.autograd.grad(loss(y_ref, g_ref), (y_base, y_cond, thr))
+    assert torch.equal(y, y_ref) and torch.equal(g, g_ref)
+    for a, r in zip(fused, ref):
+        torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_straight_through_gradients_reach_every_gate_parameter_and_both_weight_slices(method):
+    gate = dict(init_threshold=0.0)
+    if method in ("cdg", "dgnet"):
+        gate["spatial_block"] = 2
+    layer = make(method, c_in=8, c_out=8, **gate)
+    x = torch.randn(4, 8, 6, 6, requires_grad=True)
+    y = layer(x)
+    (y * torch.randn_like(y)).sum().add(layer.record.soft_density).backward()
+    for name, param in layer.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert x.grad.abs().sum() > 0
+    if method in ("cdg", "cgnet"):
+        c_b = layer.base_channels
+        assert layer.weight.grad[:, :c_b].abs().sum() > 0 and layer.weight.grad[:, c_b:].abs().sum() > 0
+        # dL/dΔ from the surrogate only: a density penalty pushes every threshold up
+        layer.zero_grad()
+        layer(x).sum().mul(0).add(layer.record.soft_density).backward()
+        assert (layer.threshold.grad <= 0).all() and layer.threshold.grad.sum() < 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ungated_layers_keep_every_parameter_in_the_graph_for_ddp(method):
+    layer = make(method, groups=1) if method in ("cdg", "cgnet") else make(method)
+    layer2 = make(method)
+    for lyr in (layer, layer2):
+        lyr.gating = False
+        lyr(torch.randn(2, 8, 5, 5)).sum().backward()
+        assert all(p.grad is not None for p in lyr.parameters())
+    if method == "dgnet":  # all on: exactly the dense conv
+        x = torch.randn(2, 8, 5, 5)
+        torch.testing.assert_close(layer2(x), dense_out(layer2, x))
+
+
+def test_ddp_without_find_unused_parameters_accepts_gated_and_ungated_steps(tmp_path):
+    """World size 1 is enough: DDP's reducer still fails on a parameter that got no gradient."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    try:
+        for method, groups in (("cdg", 4), ("cdg", 1), ("cgnet", 4), ("fbs", 4), ("dgnet", 4)):
+            layer = make(method, groups=groups)
+            model = torch.nn.parallel.DistributedDataParallel(layer)
+            for gating in (False, True, True, False, False):  # warm-up, gated, back to dense
+                layer.gating = gating
+                model(torch.randn(2, 8, 5, 5)).sum().backward()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_soft_density_is_the_hard_density_in_the_forward():
+    layer = make("cdg", channel_block=2, spatial_block=3, init_threshold=0.0)
+    layer(torch.randn(3, 8, 7, 7))
+    rec = layer.record
+    full = full_resolution_mask(rec).float().mean(dim=(1, 2, 3))
+    torch.testing.assert_close(rec.soft_density_per_sample.detach(), full)
+    torch.testing.assert_close(rec.hard_density, full)
+    assert rec.soft_density.requires_grad
+
+
+# ----------------------------------------------------------------------------- accounting
+
+
+def brute_force_macs(mask, spec, gate, in_hw):
+    """Per image, by looping over every output element of the full-resolution mask."""
+    h_out, w_out = conv_out_hw(spec, *in_hw)
+    d, h_d, w_d = decision_grid(spec, gate, (h_out, w_out))
+    s = spec.out_channels // d
+    bh, bw = -(-h_out // h_d), -(-w_out // w_d)  # (ragged) block size along each axis
+    if gate.method == "fbs":
+        bh, bw = h_out, w_out
+    k2 = spec.kernel_size**2
+    per_out = spec.in_channels - math.ceil(spec.in_channels / gate.groups) if gate.method in ("cdg", "cgnet") else spec.in_channels
+    counts = []
+    for n in range(mask.shape[0]):
+        on = 0
+        for c, i, j in itertools.product(range(spec.out_channels), range(h_out), range(w_out)):
+            on += int(mask[n, c // s, i // bh, j // bw] != 0)
+        counts.append(on * per_out * k2)
+    return counts
+
+
+ACCOUNTING_CASES = [  # method, gate kwargs, C_in, C_out, stride, input size
+    ("cdg", dict(groups=4, channel_block=1, spatial_block=1), 8, 8, 1, 5),
+    ("cdg", dict(groups=2, channel_block=4, spatial_block=2), 6, 8, 2, 9),  # 5x5 output, ragged 2x2 blocks
+    ("cdg", dict(groups=3, channel_block=8, spatial_block=3), 7, 8, 1, 7),
+    ("cdg", dict(groups=1, channel_block=2, spatial_block=4), 4, 6, 2, 6),  # G=1, one ragged block row
+    ("cgnet", dict(groups=4), 8, 4, 2, 7),
+    ("fbs", dict(keep_ratio=0.4), 5, 6, 1, 4),
+    ("dgnet", dict(spatial_block=3), 5, 4, 2, 11),
+]
+
+
+@pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
+def test_effective_macs_match_a_brute_force_count_on_random_masks(method, gate, c_in, c_out, stride, size):
+    spec, gspec = spec_of(c_in, c_out, stride), GateSpec(method, **gate)
+    validate_gate(spec, gspec)
+    out_hw = conv_out_hw(spec, size, size)
+    grid = decision_grid(spec, gspec, out_hw)
+    mask = (torch.rand(3, *grid, generator=torch.Generator().manual_seed(3)) > 0.5).float()
+    macs = count_effective_macs(mask, spec, gspec, (size, size))
+    assert macs["conditional"].tolist() == brute_force_macs(mask, spec, gspec, (size, size))
+    assert torch.equal(macs["total"], macs["base"] + macs["conditional"] + macs["gate"] + macs["predictor"])
+    if method in ("cdg", "cgnet"):
+        c_b = math.ceil(c_in / gspec.groups)
+        assert macs["base"].tolist() == [c_out * out_hw[0] * out_hw[1] * c_b * 9] * 3
+        assert (macs["predictor"] == 0).all()
+        all_on = count_effective_macs(torch.ones_like(mask), spec, gspec, (size, size))
+        assert (all_on["base"] + all_on["conditional"]).tolist() == [dense_conv_macs(spec, size, size)] * 3
+    else:
+        assert (macs["base"] == 0).all() and (macs["predictor"] > 0).all()
+
+
+@pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
+def test_layer_records_count_what_the_forward_computed(method, gate, c_in, c_out, stride, size):
+    torch.manual_seed(4)
+    layer = build_gated_conv(spec_of(c_in, c_out, stride), GateSpec(method, init_threshold=0.0, **gate))
+    layer(torch.randn(2, c_in, size, size))
+    rec = layer.record
+    on = full_resolution_mask(rec)
+    assert on.shape == (2, c_out, *conv_out_hw(layer.spec, size, size))
+    per_out = c_in - layer.base_channels if method in ("cdg", "cgnet") else c_in
+    assert rec.macs["conditional"].tolist() == (on.sum(dim=(1, 2, 3)) * per_out * 9).tolist()
+    assert rec.dense_macs == layer.dense_macs(size, size)
+
+
+def test_full_resolution_mask_expands_channel_and_spatial_blocks():
+    spec, gate = spec_of(4, 6, stride=1), GateSpec("cdg", groups=2, channel_block=3, spatial_block=2)
+    mask = (torch.rand(2, 2, 3, 2, generator=torch.Generator().manual_seed(5)) > 0.5).float()
+    rec = GateRecord(
+        mask=mask, soft_density=torch.tensor(0.0), soft_density_per_sample=torch.zeros(2), threshold_term=None,
+        saliency_mean=None, spec=spec, gate=gate, in_hw=(5, 3), out_hw=(5, 3), gated=True,
+    )
+    full = full_resolution_mask(rec)
+    assert full.shape == (2, 6, 5, 3) and full.dtype == torch.bool
+    for n, c, i, j in itertools.product(range(2), range(6), range(5), range(3)):
+        assert full[n, c, i, j] == bool(mask[n, c // 3, i // 2, j // 2])
+
+
+def test_dense_macs_agree_with_torch_flop_counter_over_a_gated_resnet18():
+    x = torch.randn(1, 3, 16, 16)
+    torch.manual_seed(0)
+    dense = ResNet("resnet18", width=0.125)
+    torch.manual_seed(0)
+    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg"))))
+    assert len(gated_layers(gated)) == 16
+
+    in_hw: dict[str, tuple[int, int]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, inp, name=name: in_hw.__setitem__(name, tuple(inp[0].shape[-2:])))
+        for name, m in gated.named_modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    counts = {}
+    for key, net in (("dense", dense), ("gated", gated)):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(x)
+        counts[key] = counter.get_total_flops()
+    for h in hooks:
+        h.remove()
+    modules = dict(gated.named_modules())
+    ours = sum(dense_conv_macs(_spec(modules[n], n), *hw) for n, hw in in_hw.items())
+    assert counts["dense"] == counts["gated"] == 2 * ours  # the split costs no extra FLOPs
+    set_gating(gated, False)
+    gated(x)
+    for name, rec in collect_records(gated).items():
+        assert rec.macs["base"] + rec.macs["conditional"] == modules[name].dense_macs(*rec.in_hw)
+
+
+def _spec(module, name):
+    if hasattr(module, "spec"):
+        return module.spec
+    return ConvSpec(name, module.in_channels, module.out_channels, module.kernel_size[0], module.stride[0], module.padding[0], "conv")
+
+
+# ----------------------------------------------------------------------------- validation and construction
+
+
+@pytest.mark.parametrize(
+    "spec, gate, message",
+    [
+        (spec_of(8, 16), GateSpec("cdg", channel_block=3), "gate.channel_block=3 does not divide C_out=16 of layer layer1.0.conv1"),
+        (spec_of(4, 8), GateSpec("cdg", groups=8), "gate.groups=8 exceeds C_in=4 of layer layer1.0.conv1"),
+        (spec_of(4, 8), GateSpec("cgnet", groups=5), "gate.groups"),
+        (spec_of(), GateSpec("skipnet"), "gate.method"),
+        (spec_of(), GateSpec("cdg", spatial_block=0), "gate.spatial_block"),
+        (spec_of(), GateSpec("cgnet", channel_block=2), "gate.channel_block"),
+        (spec_of(), GateSpec("fbs", spatial_block=2), "gate.spatial_block"),
+        (spec_of(), GateSpec("fbs", keep_ratio=0.0), "gate.keep_ratio"),
+        (spec_of(), GateSpec("cdg", sharpness=-1.0), "gate.sharpness"),
+    ],
+)
+def test_validate_gate_raises_user_errors_naming_the_field(spec, gate, message):
+    with pytest.raises(UserError, match=message.replace(".", r"\.")):
+        validate_gate(spec, gate)
+    with pytest.raises(UserError, match=message.replace(".", r"\.")):
+        build_gated_conv(spec, gate)
+
+
+def test_factory_errors_name_the_failing_layer():
+    with pytest.raises(UserError, match=r"gate\.channel_block=3 does not divide C_out=16 of layer layer1\.0\.conv1"):
+        ResNet("resnet18", width=0.25, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg", channel_block=3))))
+
+
+def test_default_selection_gates_only_the_3x3_block_convs():
+    select = default_selection(GateSpec("cgnet"))
+    net50 = ResNet("resnet50", width=0.125, conv_factory=gated_conv_factory(select))
+    assert [n for n, _ in gated_layers(net50)] == [
+        n for n, m in net50.named_modules() if n.endswith("conv2") and isinstance(m, torch.nn.Conv2d)
+    ]
+    assert select(ConvSpec("conv1", 3, 8, 3, 1, 1, "stem")) is None
+    assert select(ConvSpec("layer2.0.shortcut.0", 8, 16, 1, 2, 0, "shortcut")) is None
+
+
+def test_gated_backbone_keeps_dense_init_and_checkpoint_keys():
+    torch.manual_seed(0)
+    dense = ResNet("resnet18", width=0.125)
+    torch.manual_seed(0)
+    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg"))))
+    dense_sd, gated_sd = dense.state_dict(), gated.state_dict()
+    assert set(gated_sd) - set(dense_sd) == {f"{n}.threshold" for n, _ in gated_layers(gated)}
+    for key, value in dense_sd.items():  # same RNG stream: identical initial weights
+        assert torch.equal(value, gated_sd[key]), key
+    gated(torch.randn(2, 3, 8, 8))
+    clone = copy.deepcopy(gated)  # records hold graph tensors; deepcopy must not touch them
+    assert all(layer.record is None for _, layer in gated_layers(clone))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_eval_is_deterministic_and_per_sample(method):
+    layer = make(method, **({"spatial_block": 2} if method in ("cdg", "dgnet") else {}))
+    x = torch.randn(4, 8, 6, 6)
+    layer.train()
+    layer(x)  # (cgnet: updates its running statistics)
+    layer.eval()
+    with torch.no_grad():
+        y = layer(x)
+        mask = layer.record.mask.clone()
+        y_again = layer(x)
+        assert torch.equal(y, y_again) and torch.equal(mask, layer.record.mask)
+        y_one = layer(x[1:2])  # no batch statistics in eval: a sample's output is its own
+    torch.testing.assert_close(y_one, y[1:2])
+    torch.testing.assert_close(layer.record.mask, mask[1:2])
+
+
+# ----------------------------------------------------------------------------- precision, layout, compile
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_under_bfloat16_autocast_and_channels_last(method):
+    gate = {"spatial_block": 2} if method in ("cdg", "dgnet") else {}
+    if method in ("cdg", "cgnet"):
+        gate["init_threshold"] = 0.0  # a mixed mask
+    layer = make(method, c_in=8, c_out=8, **gate)
+    x = torch.randn(4, 8, 7, 7)
+    reference = layer(x)
+    x_cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    layer_cl = copy.deepcopy(layer).to(memory_format=torch.channels_last)
+    y_cl = layer_cl(x_cl)
+    torch.testing.assert_close(y_cl, reference, atol=1e-5, rtol=1e-4)
+    y_cl.square().mean().add(layer_cl.record.soft_density).backward()
+    assert torch.isfinite(x_cl.grad).all()
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x_cl.detach().requires_grad_())
+        loss = y.float().square().mean() + layer.record.soft_density
+    assert y.dtype == torch.bfloat16 and y.shape == reference.shape
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters() if p.grad is not None)
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
+def test_torch_compile_of_a_cdg_layer_matches_eager():
+    """Slow-ok (about 10-20 s on one CPU thread): dynamo + inductor, one layer, forward and backward, no graph break."""
+    layer = make("cdg", channel_block=2, spatial_block=2, init_threshold=0.0)
+    x = torch.randn(2, 8, 6, 6)
+    try:
+        compiled = torch.compile(layer, fullgraph=True)
+        y = compiled(x)
+    except Exception as exc:  # no working C++ toolchain / unsupported platform
+        if "Unsupported" in type(exc).__name__ or "graph break" in str(exc).lower():
+            raise  # a graph break is our bug, not the platform's
+        pytest.skip(f"torch.compile unavailable here: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    record = layer.record
+    assert record is not None and record.mask.shape == (2, 4, 3, 3)
+    torch.testing.assert_close(y, layer(x))
+    torch.testing.assert_close(record.mask, layer.record.mask)
+
+    x_grad = x.clone().requires_grad_()
+    compiled(x_grad).square().sum().add(layer.record.soft_density).backward()
+    grads = [p.grad.clone() for p in layer.parameters()] + [x_grad.grad]
+    layer.zero_grad()
+    x_grad.grad = None
+    layer(x_grad).square().sum().add(layer.record.soft_density).backward()
+    for got, want in zip(grads, [p.grad for p in layer.parameters()] + [x_grad.grad]):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
