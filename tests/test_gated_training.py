@@ -173,3 +173,18 @@ def test_trace_cli_rewrites_the_trace(tmp_path):
     assert report["reduction"] == pytest.approx(1.0)
     assert load_trace(tmp_path / "dense" / "trace").n_mask_images == 0  # dense: no gate masks
     assert load_trace(tmp_path / "dense" / "trace").layer("conv1").act_masks.shape[0] == 2
+
+
+def test_gated_ddp_two_gloo_processes(tmp_path):
+    from tests.test_train import run_cli
+
+    result = run_cli(
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cdg.train",
+        *gated(tmp_path, "ddp", "gate.method=cdg", "gate.target_reduction=1.6", "eval.linear_epochs=1"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=False)
+    assert payload["world_size"] == 2 and "gate_controller" in payload
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert abs(summary["reduction"] - 1.6) / 1.6 < 0.05
+    assert load_trace(tmp_path / "ddp" / "trace").n_mask_images == 8
