@@ -5,7 +5,9 @@
 Builds ResNet-18 at width 1.0 with CDG gates on every 3x3 conv after the stem (random
 initialisation, so the masks are close to incompressible: a worst case for size), runs
 ``--images`` digits images upscaled to 32x32 through ``cdg.trace.measure`` and writes the trace
-with ``cdg.trace.write_trace``. Prints the bytes on disk per part of the trace.
+with ``cdg.trace.write_trace``. Prints the bytes on disk per part of the trace. Keep it with
+``--out DIR`` and time the simulator on it:
+``python -m hwsim.run --accel accel_configs/systolic_32x32_os.yaml --trace DIR --quiet``.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ def main() -> None:
     parser.add_argument("--act-images", type=int, default=64)
     parser.add_argument("--channel-block", default="1")
     parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, default=None, help="keep the trace here (e.g. to time hwsim on it)")
     args = parser.parse_args()
     cfg = load_config(None, ["data.image_size=32", f"model.width={args.width}", "gate.method=cdg",
                              "gate.target_reduction=2", f"gate.channel_block={args.channel_block}"])
@@ -54,7 +57,7 @@ def main() -> None:
                       batch_size=100, progress=False)
     measured = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "trace"
+        path = args.out or Path(tmp) / "trace"
         start = time.perf_counter()
         write_trace(path, tallies, conv_graph(backbone), {"bench": "trace_size"})
         written = time.perf_counter() - start

@@ -212,11 +212,12 @@ def validate_layer(spec: LayerSpec, source: str) -> LayerSpec:
     if gate is not None:
         if isinstance(gate, dict):
             gate = GateSpec(**{k: gate.get(k) for k in ("G", "S", "b", "base_channels") if k in gate})
-        g = _pos_int(gate.G, source, f"{where}.gate.G", 2)
+        g = _pos_int(gate.G, source, f"{where}.gate.G")
         s_blk = _pos_int(gate.S, source, f"{where}.gate.S")
         b_blk = _pos_int(gate.b, source, f"{where}.gate.b")
         base = gate.base_channels if gate.base_channels is not None else c_in // g
-        base = _pos_int(base, source, f"{where}.gate.base_channels")
+        # 0 = no base path: the gate decides whether an output is computed at all (FBS, DGNet).
+        base = _pos_int(base, source, f"{where}.gate.base_channels", 0)
         if s_blk > c_out:
             raise HwsimError(source, f"{where}.gate.S", f"{s_blk} exceeds C_out={c_out}")
         if base >= c_in:

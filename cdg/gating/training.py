@@ -352,9 +352,18 @@ def calibrate(backbone: nn.Module, images: torch.Tensor, infos: list[ConvInfo], 
     before = measured_ratio(backbone, images, infos)
     if abs(before - target) <= tolerance * target:
         return 0.0, before, before
-    low, high = (-8.0, 0.0) if before < target else (0.0, 8.0)
-    applied = 0.0
-    after = before
+    direction = 1.0 if before > target else -1.0  # too dense: shift toward off
+    applied, bound = 0.0, 0.0
+    for reach in (4.0, 16.0, 64.0, 256.0):  # widen the bracket until it contains the target
+        shift_gates(backbone, direction * reach - applied)
+        applied = direction * reach
+        after = measured_ratio(backbone, images, infos)
+        if (after - target) * direction <= 0:
+            bound = reach
+            break
+    if bound == 0.0:  # even the widest shift cannot reach the target: keep the closest
+        return applied, before, after
+    low, high = sorted((direction * (bound / 4 if bound > 4 else 0.0), direction * bound))
     for _ in range(iterations):
         middle = 0.5 * (low + high)
         shift_gates(backbone, middle - applied)
