@@ -35,7 +35,6 @@ from cdg.rundir import (
     checkpoint_path,
     create_run_dir,
     load_run_config,
-    read_metrics,
 )
 from hwsim.fileio import atomic_write_json
 
@@ -297,9 +296,7 @@ class Trainer:
         """Calibration and trace (gated runs), linear probe on frozen features (rank 0) and the run summary."""
         summary = None
         if self.is_main:
-            records = read_metrics(self.run_dir / METRICS_FILE)
-            knn = [r for r in records if r.get("event") == "knn"]
-            summary = {"epochs": self.epoch, "steps": self.global_step, "knn_top1": knn[-1]["top1"] if knn else None}
+            summary = {"epochs": self.epoch, "steps": self.global_step}
             cfg = self.cfg
             if self.gates is not None and cfg.gate.calibrate and cfg.gate.target_ratio is not None and cfg.gate.method != "fbs":
                 calibration = self._calibrate()
@@ -313,9 +310,11 @@ class Trainer:
                                reduction=report["reduction"])
                 if cfg.gate.target_ratio is not None:
                     summary["target_reduction"] = 1 / cfg.gate.target_ratio
-            if self.cfg.eval.linear_epochs > 0:
-                train, test = features_for(self.cfg, self.model.backbone, self.sources, self.device)
-                probe = linear_top1(self.cfg, train, test, self.sources.train.num_classes)
+            # Final accuracy of the final (calibrated) weights, from one feature pass.
+            train, test = features_for(cfg, self.model.backbone, self.sources, self.device)
+            summary["knn_top1"] = knn_top1(cfg, train, test, self.sources.train.num_classes)
+            if cfg.eval.linear_epochs > 0:
+                probe = linear_top1(cfg, train, test, self.sources.train.num_classes)
                 self.metrics.write({"event": "linear_probe", "epoch": self.epoch, "step": self.global_step, **probe})
                 summary.update(linear_top1=probe["top1"], linear_top5=probe["top5"])
             atomic_write_json(self.run_dir / SUMMARY_FILE, summary)

@@ -36,6 +36,7 @@ from torch import nn
 from cdg import distributed
 from cdg.config import Config, GateConfig
 from cdg.errors import UserError
+from cdg.gating.accounting import dense_conv_macs
 from cdg.gating.layers import GatedConv, gated_conv_factory, gated_layers, set_gating
 from cdg.gating.spec import GateSpec, base_channels
 from cdg.models.resnet import ConvSpec, ResNet, build_backbone
@@ -85,8 +86,7 @@ class ConvInfo:
 
     @property
     def dense_macs(self) -> int:
-        c_out, h, w = self.out_shape
-        return c_out * h * w * self.spec.in_channels * self.spec.kernel_size**2
+        return dense_conv_macs(self.spec, self.in_shape[1], self.in_shape[2])
 
     @property
     def gated_macs(self) -> int:
