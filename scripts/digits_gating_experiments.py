@@ -6,8 +6,9 @@ Every run is the embedded default config (SimCLR, ResNet-18 x1/4, 40 epochs on d
 its gate settings, trained by ``python -m cdg.train`` in its own process (``--jobs`` at a
 time, one CPU thread each). Finished runs (``summary.json`` present) are not run again, so an
 interrupted sweep continues where it stopped. Prints two Markdown tables: linear-probe top-1
-(mean ± std over seeds) and the computation reduction measured on the evaluation split
-(dense MACs / effective MACs, gate and predictor overheads included).
+(mean ± std over seeds), the computation reduction measured on the evaluation split (dense MACs /
+effective MACs, gate and predictor overheads included), and a two-sided Welch t-test p-value of
+each row's linear-probe top-1 against the CDG row.
 """
 from __future__ import annotations
 
@@ -57,6 +58,19 @@ def run_one(out_dir: Path, label: str, overrides: list[str], seed: int, extra: l
     return run_dir
 
 
+def linear_top1(run_dirs: list[Path]) -> list[float]:
+    return [json.loads((d / "summary.json").read_text())["linear_top1"] * 100 for d in run_dirs]
+
+
+def welch_p(values: list[float], reference: list[float]) -> str:
+    """Two-sided Welch t-test p-value of the linear-probe top-1 against the CDG row."""
+    if len(values) < 2 or len(reference) < 2:
+        return "-"
+    from scipy.stats import ttest_ind
+
+    return f"{ttest_ind(values, reference, equal_var=False).pvalue:.2f}"
+
+
 def summarise(run_dirs: list[Path]) -> tuple[str, str, str]:
     summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
     linear = [s["linear_top1"] * 100 for s in summaries]
@@ -92,17 +106,20 @@ def main() -> None:
         dirs: dict[str, list[Path]] = {}
         for (label, _), future in futures.items():
             dirs.setdefault(label, []).append(future.result())
-    header = ("| run | linear-probe top-1 (%) | reduction (eval set) | reduction before calibration |\n"
-              "|---|---|---|---|")
+    header = ("| run | linear-probe top-1 (%) | reduction (eval set) | reduction before calibration | p vs CDG |\n"
+              "|---|---|---|---|---|")
+    reference = linear_top1(dirs["CDG"])
     print(f"\nSimCLR on digits, seeds {args.seeds}, target reduction 2x")
     print(header)
     for label in MAIN:
-        print(f"| {label} | " + " | ".join(summarise(dirs[label])) + " |")
+        p = "-" if label == "CDG" else welch_p(linear_top1(dirs[label]), reference)
+        print(f"| {label} | " + " | ".join(summarise(dirs[label])) + f" | {p} |")
     if not args.skip_ablations:
         print(f"\nCDG ablations, seeds {ablation_seeds} (CDG row above: both branches, independent saliency, S=1)")
         print(header)
         for label in ABLATIONS:
-            print(f"| {label} | " + " | ".join(summarise(dirs[label])) + " |")
+            p = welch_p(linear_top1(dirs[label]), reference)
+            print(f"| {label} | " + " | ".join(summarise(dirs[label])) + f" | {p} |")
 
 
 if __name__ == "__main__":
