@@ -36,7 +36,7 @@ from torch import nn
 from cdg import distributed
 from cdg.config import Config, GateConfig
 from cdg.errors import UserError
-from cdg.gating.accounting import dense_conv_macs
+from cdg.gating.accounting import dense_conv_macs, fixed_gate_macs, predictor_macs
 from cdg.gating.layers import GatedConv, gated_conv_factory, gated_layers, set_gating
 from cdg.gating.spec import GateSpec, base_channels
 from cdg.models.resnet import ConvSpec, ResNet, build_backbone
@@ -87,6 +87,15 @@ class ConvInfo:
     @property
     def dense_macs(self) -> int:
         return dense_conv_macs(self.spec, self.in_shape[1], self.in_shape[2])
+
+    @property
+    def overhead_macs(self) -> int:
+        """Per-image MACs of the gate and predictor themselves (mask-independent; FBS's per-output
+        saliency scaling, which depends on the mask, is left out)."""
+        if self.gate is None:
+            return 0
+        in_hw = (self.in_shape[1], self.in_shape[2])
+        return fixed_gate_macs(self.spec, self.gate, in_hw) + predictor_macs(self.spec, self.gate, in_hw)
 
     @property
     def gated_macs(self) -> int:
@@ -185,6 +194,8 @@ class GateController:
         self.dense_total = sum(i.dense_macs for i in self.infos)
         by_name = {i.name: i for i in self.infos}
         self.layer_gated_macs = {name: by_name[name].gated_macs for name, _ in self.layers}
+        # The gates' and predictors' own work depends only on shapes: computed once, not per step.
+        self.layer_overhead_macs = {name: by_name[name].overhead_macs for name, _ in self.layers}
         # Lagrange multiplier (cdg) / threshold target (cgnet): the controller's state, checkpointed.
         self.multiplier = 0.0
         self.threshold_target = 0.0
@@ -238,8 +249,7 @@ class GateController:
         """Differentiable network ratio effective/dense of one view (its forward value is the hard ratio)."""
         variable = sum(records[name].soft_density * self.layer_gated_macs[name] for name in records)
         fixed = self.dense_total - sum(self.layer_gated_macs[name] for name in records)
-        overhead = sum(float(records[name].macs["gate"].float().mean() + records[name].macs["predictor"].float().mean())
-                       for name in records)
+        overhead = sum(self.layer_overhead_macs[name] for name in records)
         return (variable + fixed + overhead) / self.dense_total
 
     def loss(self, epoch: float) -> tuple[torch.Tensor | None, dict[str, float]]:
