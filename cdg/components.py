@@ -6,7 +6,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cdg.config import Config
+from pathlib import Path
+from typing import Any
+
+from cdg.checkpoint import load_checkpoint, load_model_state
+from cdg.config import Config, build_config, resolve, set_value
 from cdg.data.augment import AugmentConfig, build_eval_transform, build_two_view_augment
 from cdg.data.datasets import load_source
 from cdg.errors import UserError
@@ -53,3 +57,32 @@ def build_augment(cfg: Config, mean: tuple, std: tuple) -> nn.Module:
 
 def build_eval_augment(cfg: Config, mean: tuple, std: tuple) -> nn.Module:
     return build_eval_transform(cfg.data.image_size, mean, std)
+
+
+@dataclass
+class Trained:
+    """A model rebuilt from a checkpoint, with the config it was trained with."""
+
+    cfg: Config
+    model: SSLMethod
+    payload: dict
+    device: torch.device
+
+
+def load_trained(checkpoint: Path, values: dict[str, Any] | None = None, weights: bool = True) -> Trained:
+    """Rebuild the model a checkpoint was trained with (``cdg.eval``, ``cdg.trace``).
+
+    ``values`` overrides config keys (e.g. ``{"train.device": "cpu"}``; None values are
+    skipped). ``weights=False`` keeps the seeded random initialisation instead.
+    """
+    payload = load_checkpoint(checkpoint)
+    tree = payload["config"]
+    for key, value in (values or {}).items():
+        if value is not None:
+            tree = set_value(tree, key, value)
+    cfg = resolve(build_config(tree, f"{checkpoint} (config)"))
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg)
+    if weights:
+        load_model_state(model, payload["model"], checkpoint)
+    return Trained(cfg, model, payload, select_device(cfg))

@@ -318,6 +318,13 @@ def build_config(tree: dict, source: str = "config") -> Config:
         raise UserError(_format_validation_error(err, source)) from None
 
 
+def set_value(tree: dict, dotted_key: str, value: Any) -> dict:
+    """Return a copy of a config tree with one already-parsed value set (the key is checked)."""
+    tree = copy.deepcopy(tree)
+    _apply_override(tree, dotted_key.split("."), value)
+    return tree
+
+
 def apply_overrides(tree: dict, overrides: list[str]) -> dict:
     """Return a copy of a config tree with ``section.key=value`` overrides applied (keys checked)."""
     tree = copy.deepcopy(tree)

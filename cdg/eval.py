@@ -13,10 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cdg.checkpoint import load_checkpoint, load_model_state
-from cdg.components import build_eval_augment, build_model, load_sources, select_device
-from cdg.config import Config, build_config, resolve
-from cdg.errors import UserError, exit_on_user_error
+from cdg.components import build_eval_augment, load_sources, load_trained
+from cdg.config import Config
+from cdg.errors import exit_on_user_error
 from cdg.evaluation import Features, extract_features, knn_accuracy, linear_probe
 from cdg.rundir import METRICS_FILE, MetricsLog, checkpoint_path
 
@@ -69,19 +68,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     ckpt_file = args.checkpoint or checkpoint_path(args.run)
-    payload = load_checkpoint(ckpt_file)
-    tree = payload["config"]
-    if args.device:
-        tree["train"]["device"] = args.device
-    if args.data_dir:
-        tree["data"]["data_dir"] = args.data_dir
-    cfg = resolve(build_config(tree, f"{ckpt_file} (config)"))
-    device = select_device(cfg)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg)
-    if not args.random_init:
-        load_model_state(model, payload["model"], ckpt_file)
-    backbone = model.backbone.to(device)
+    trained = load_trained(ckpt_file, {"train.device": args.device, "data.data_dir": args.data_dir},
+                           weights=not args.random_init)
+    cfg, payload, device = trained.cfg, trained.payload, trained.device
+    backbone = trained.model.backbone.to(device)
     sources = load_sources(cfg)
     train, test = features_for(cfg, backbone, sources, device)
     num_classes = sources.train.num_classes

@@ -21,10 +21,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cdg.checkpoint import load_checkpoint, load_model_state
-from cdg.components import build_eval_augment, build_model, load_sources, select_device
-from cdg.config import Config, build_config, resolve
-from cdg.errors import UserError, exit_on_user_error
+from cdg.components import build_eval_augment, load_sources, load_trained
+from cdg.config import Config
+from cdg.errors import exit_on_user_error
 from cdg.gating.layers import full_resolution_mask, gated_layers
 from cdg.gating.spec import base_channels
 from cdg.gating.training import ConvInfo, conv_inventory
@@ -189,25 +188,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     parser.add_argument("--data-dir", default=None, help="override data.data_dir")
     args = parser.parse_args(argv)
-    payload = load_checkpoint(checkpoint_path(args.run))
-    tree = payload["config"]
-    if args.device:
-        tree["train"]["device"] = args.device
-    if args.data_dir:
-        tree["data"]["data_dir"] = args.data_dir
-    if args.images is not None:
-        if args.images < 0:
-            raise UserError(f"--images must be >= 0, got {args.images}")
-        tree["gate"]["trace_images"] = args.images
-    if args.act_images is not None:
-        if args.act_images < 0:
-            raise UserError(f"--act-images must be >= 0, got {args.act_images}")
-        tree["gate"]["trace_act_images"] = args.act_images
-    cfg = resolve(build_config(tree, f"{checkpoint_path(args.run)} (config)"))
-    device = select_device(cfg)
-    model = build_model(cfg)
-    load_model_state(model, payload["model"], checkpoint_path(args.run))
-    backbone = model.backbone.to(device)
+    trained = load_trained(checkpoint_path(args.run), {
+        "train.device": args.device,
+        "data.data_dir": args.data_dir,
+        "gate.trace_images": args.images,
+        "gate.trace_act_images": args.act_images,
+    })
+    cfg, device = trained.cfg, trained.device
+    backbone = trained.model.backbone.to(device)
     report = trace_run(cfg, backbone, load_sources(cfg), device, args.run, progress=cfg.train.progress)
     print(f"wrote {args.run / TRACE_DIR}: {len(report['layers'])} layers, reduction {report['reduction']:.3f}x "
           f"({report['effective_macs'] / 1e6:.2f} of {report['dense_macs'] / 1e6:.2f} MMAC per image)")

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from cdg.config import load_config
-from cdg.errors import UserError
 from cdg.gating.layers import full_resolution_mask, gated_layers
 from cdg.gating.training import GateController, calibrate, conv_inventory, gate_for, measured_ratio
 from cdg.models.resnet import ConvSpec
@@ -206,3 +205,12 @@ def test_baseline_runs_finish_with_a_trace_hwsim_can_simulate(tmp_path, gate):
     config = api.load_config(Path(__file__).resolve().parent.parent / "accel_configs" / "systolic_32x32_os.yaml")
     sparse, dense = api.simulate_trace(trace, config), api.simulate_trace(trace, config, dense=True)
     assert sparse.totals()["cycles"] <= dense.totals()["cycles"]
+
+
+def test_trace_cli_bad_image_count_is_a_one_line_error(tmp_path):
+    from tests.test_train import run_cli
+
+    main([*TINY, f"run.dir={tmp_path}", "run.name=dense", "train.epochs=1", "optim.warmup_epochs=0",
+          "gate.trace_images=2"])
+    result = run_cli("-m", "cdg.trace", "--run", str(tmp_path / "dense"), "--images", "-3")
+    assert result.returncode == 2 and "gate.trace_images" in result.stderr and "Traceback" not in result.stderr
