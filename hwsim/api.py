@@ -11,18 +11,20 @@ Every figure is per image (the mean over the trace's mask images for gated layer
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from tqdm.auto import tqdm
+
 from hwsim.config import AccelConfig, load_config
-from hwsim.energy import energy_pj, total_cycles, traffic_bytes
 from hwsim.errors import HwsimError
 from hwsim.graph import build_graph, live_bytes
+from hwsim.models import Figures, mean_figures, model_for
 from hwsim.networks import get_network
-from hwsim.systolic import Counts, dense_layer_counts, gated_layer_counts
 from hwsim.trace import LayerSpec, Trace, expand_gate_blocks, load_trace, validate_layer, validate_layer_table
 from hwsim.workload import conv_layer, linear_layer, lower
 
@@ -32,32 +34,80 @@ __all__ = ["LayerResult", "RunResult", "simulate_layer", "simulate_layers", "sim
 
 @dataclass
 class LayerResult:
-    """Figures of one layer, per image. ``dense`` is the same layer without gating."""
+    """Figures of one layer, per image (the exact mean over the images simulated).
+    ``dense`` is the same layer with no sparsity exploited."""
 
     name: str
     gated: bool
     n_images: int
-    counts: Counts
-    dense: Counts
-    cycles: float                 # compute cycles
-    total_cycles: float           # max(compute, DRAM transfer) cycles
-    time_us: float
-    energy_pj: dict[str, float]
-    traffic_bytes: dict[str, float]
-    utilisation: float
-    dense_total_cycles: float
-    dense_energy_pj: float
+    figures: Figures
+    dense: Figures
+    dense_macs: float
+    needed_macs: float            # base + conditional MACs of the outputs whose gate is on
+    granularity: str              # what the hardware can skip in this layer
+    mask_source: str              # masks | stats | none (see RunResult.mask_source)
+    peak_macs_per_cycle: float
+    clock_mhz: float
     live_bytes: int = 0
     cycles_per_image: np.ndarray | None = field(default=None, repr=False)
 
     @property
+    def cycles(self) -> float:
+        return self.figures.cycles
+
+    @property
+    def total_cycles(self) -> float:
+        return self.figures.total_cycles
+
+    @property
+    def time_us(self) -> float:
+        return self.total_cycles / self.clock_mhz
+
+    @property
+    def macs(self) -> float:
+        return self.figures.macs
+
+    @property
+    def energy_pj(self) -> dict[str, float]:
+        return self.figures.energy_pj
+
+    @property
+    def traffic_bytes(self) -> dict[str, float]:
+        return self.figures.traffic_bytes
+
+    @property
     def dram_bytes(self) -> float:
-        return self.traffic_bytes["dram_ifmap_read"] + self.traffic_bytes["dram_filter_read"] + \
-            self.traffic_bytes["dram_ofmap_write"]
+        return self.figures.dram_bytes
+
+    @property
+    def utilisation(self) -> float:
+        return self.macs / self.cycles / self.peak_macs_per_cycle if self.cycles else 0.0
+
+    @property
+    def dense_total_cycles(self) -> float:
+        return self.dense.total_cycles
+
+    @property
+    def dense_energy_pj(self) -> float:
+        return self.dense.energy_pj["total"]
 
     @property
     def speedup(self) -> float:
         return self.dense_total_cycles / self.total_cycles if self.total_cycles else 1.0
+
+    @property
+    def flops_reduction(self) -> float:
+        return self.dense_macs / self.needed_macs if self.needed_macs else float("inf")
+
+    @property
+    def zero_work_removed(self) -> float:
+        """Share of the gated-off work that the hardware turned into saved time: realised cycle
+        saving / FLOPs-proportional saving (NaN where the trace has no gated-off work). Above 1
+        only where a model also skips input-activation zeros."""
+        ideal = 1.0 - self.needed_macs / self.dense_macs if self.dense_macs else 0.0
+        if ideal <= 0:
+            return float("nan")
+        return (1.0 - self.total_cycles / self.dense_total_cycles) / ideal
 
     @property
     def energy_saving(self) -> float:
@@ -66,15 +116,15 @@ class LayerResult:
     def row(self) -> dict:
         """Flat dict (CSV row / JSON object)."""
         out = {"layer": self.name, "gated": self.gated, "n_images": self.n_images,
+               "mask_source": self.mask_source, "granularity": self.granularity,
                "cycles": self.cycles, "total_cycles": self.total_cycles, "time_us": self.time_us,
-               "utilisation": self.utilisation, "macs": self.counts.macs, "dense_macs": self.dense.macs,
-               "folds": self.counts.folds, "folds_run": self.counts.folds_run,
+               "utilisation": self.utilisation, "macs": self.macs, "dense_macs": self.dense_macs,
+               "needed_macs": self.needed_macs, "flops_reduction": self.flops_reduction,
                "dram_bytes": self.dram_bytes, "energy_pj": self.energy_pj["total"],
                "dense_total_cycles": self.dense_total_cycles, "dense_energy_pj": self.dense_energy_pj,
-               "speedup": self.speedup, "energy_saving": self.energy_saving, "live_bytes": self.live_bytes}
-        out.update({f"sram_{k}": v for k, v in (
-            ("ifmap_reads", self.counts.sram_ifmap_reads), ("filter_reads", self.counts.sram_filter_reads),
-            ("ofmap_writes", self.counts.sram_ofmap_writes))})
+               "speedup": self.speedup, "zero_work_removed": self.zero_work_removed,
+               "energy_saving": self.energy_saving, "live_bytes": self.live_bytes}
+        out.update(self.figures.counters)
         out.update({f"bytes_{k}": v for k, v in self.traffic_bytes.items()})
         out.update({f"energy_{k}_pj": v for k, v in self.energy_pj.items() if k != "total"})
         return out
@@ -83,29 +133,34 @@ class LayerResult:
 @dataclass
 class RunResult:
     config: str
-    dataflow: str
-    sparse_mode: str
+    model: str
+    mode: str                     # the config's describe(): model, dataflow, sparse mode...
     dense_run: bool
     n_images: int
     layers: list[LayerResult]
-    pe_count: int = 1
+    peak_macs_per_cycle: float = 1.0
+    mask_source: str = "none"     # masks: real per-image masks; stats: per-layer densities only
 
     def totals(self) -> dict:
         t_cyc = sum(r.total_cycles for r in self.layers)
         d_cyc = sum(r.dense_total_cycles for r in self.layers)
         e = sum(r.energy_pj["total"] for r in self.layers)
         d_e = sum(r.dense_energy_pj for r in self.layers)
-        macs = sum(r.counts.macs for r in self.layers)
+        macs = sum(r.macs for r in self.layers)
         c_cyc = sum(r.cycles for r in self.layers)
-        time_us = sum(r.time_us for r in self.layers)
+        dense_macs = sum(r.dense_macs for r in self.layers)
+        needed = sum(r.needed_macs for r in self.layers)
+        ideal = 1.0 - needed / dense_macs if dense_macs else 0.0
         per_img = [r.cycles_per_image for r in self.layers]
         out = {
-            "cycles": c_cyc, "total_cycles": t_cyc, "time_us": time_us,
+            "cycles": c_cyc, "total_cycles": t_cyc, "time_us": sum(r.time_us for r in self.layers),
             "energy_pj": e, "dram_bytes": sum(r.dram_bytes for r in self.layers),
-            "macs": macs, "dense_macs": sum(r.dense.macs for r in self.layers),
-            "utilisation": macs / max(c_cyc, 1) / self.pe_count,
+            "macs": macs, "dense_macs": dense_macs, "needed_macs": needed,
+            "flops_reduction": dense_macs / needed if needed else float("inf"),
+            "utilisation": macs / max(c_cyc, 1) / self.peak_macs_per_cycle,
             "dense_total_cycles": d_cyc, "dense_energy_pj": d_e,
             "speedup": d_cyc / t_cyc if t_cyc else 1.0, "energy_saving": 1 - e / d_e if d_e else 0.0,
+            "zero_work_removed": (1 - t_cyc / d_cyc) / ideal if ideal > 0 and d_cyc else float("nan"),
         }
         if all(p is not None for p in per_img) and per_img:
             img = np.sum(np.stack(per_img), axis=0)
@@ -113,31 +168,35 @@ class RunResult:
             out["total_cycles_min_image"] = float(img.min())
         for key in self.layers[0].energy_pj:
             if key != "total":
-                out[f"energy_{key}_pj"] = sum(r.energy_pj[key] for r in self.layers)
+                out[f"energy_{key}_pj"] = sum(r.energy_pj.get(key, 0.0) for r in self.layers)
         for key in self.layers[0].traffic_bytes:
-            out[f"bytes_{key}"] = sum(r.traffic_bytes[key] for r in self.layers)
+            out[f"bytes_{key}"] = sum(r.traffic_bytes.get(key, 0.0) for r in self.layers)
         return out
 
 
-def _finish(name: str, gated: bool, per_image: list[Counts], dense: Counts, cfg: AccelConfig,
-            live: int = 0) -> LayerResult:
-    n = len(per_image)
-    totals = np.array([total_cycles(c, cfg) for c in per_image])
-    energies = [energy_pj(c, cfg, t) for c, t in zip(per_image, totals)]
-    mean = per_image[0]
-    for c in per_image[1:]:
-        mean = mean + c
-    mean = mean.scaled(1.0 / n)
-    energy = {k: float(np.mean([e[k] for e in energies])) for k in energies[0]}
-    d_total = total_cycles(dense, cfg)
-    pes = cfg.array.rows * cfg.array.cols
+def _needed_macs(spec: LayerSpec, gate_masks: np.ndarray | None) -> float:
+    if gate_masks is None:
+        return float(spec.dense_macs)
+    on = gate_masks.reshape(gate_masks.shape[0], -1).sum(axis=1).mean()
+    return float(spec.base_macs() + on * spec.cond_macs_per_output())
+
+
+def _layer_result(spec: LayerSpec, cfg: AccelConfig, gate_masks: np.ndarray | None,
+                  act_masks: np.ndarray | None, act_density: float | None, mask_source: str,
+                  live: int = 0) -> LayerResult:
+    model = model_for(cfg)
+    work = lower(spec)
+    dense = model.dense(work, cfg)
+    if gate_masks is None and act_masks is None and act_density is None:
+        per_image = [dense]
+    else:
+        per_image = model.sparse(work, cfg, gate_masks, act_masks, act_density)
     return LayerResult(
-        name=name, gated=gated, n_images=n, counts=mean, dense=dense, cycles=mean.cycles,
-        total_cycles=float(totals.mean()), time_us=float(totals.mean()) / cfg.clock_mhz,
-        energy_pj=energy, traffic_bytes=traffic_bytes(mean, cfg),
-        utilisation=mean.macs / mean.cycles / pes if mean.cycles else 0.0,
-        dense_total_cycles=d_total, dense_energy_pj=energy_pj(dense, cfg, d_total)["total"],
-        live_bytes=live, cycles_per_image=totals,
+        name=spec.name, gated=gate_masks is not None, n_images=len(per_image),
+        figures=mean_figures(per_image), dense=dense, dense_macs=float(spec.dense_macs),
+        needed_macs=_needed_macs(spec, gate_masks), granularity=model.granularity(work, cfg),
+        mask_source=mask_source, peak_macs_per_cycle=cfg.peak_macs_per_cycle(), clock_mhz=cfg.clock_mhz,
+        live_bytes=live, cycles_per_image=np.array([f.total_cycles for f in per_image]),
     )
 
 
@@ -158,76 +217,126 @@ def _check_masks(spec: LayerSpec, masks: np.ndarray, source: str) -> np.ndarray:
 
 
 def simulate_layer(layer: LayerSpec, config: AccelConfig | str | os.PathLike,
-                   gate_masks: np.ndarray | None = None) -> LayerResult:
-    """One layer, dense (``gate_masks=None``) or gated with full-resolution masks
-    (bool, n_images x C_out x H_out x W_out, 1 = conditional part computed)."""
+                   gate_masks: np.ndarray | None = None, act_masks: np.ndarray | None = None) -> LayerResult:
+    """One layer, dense (no masks) or sparse: ``gate_masks`` bool (n_images, C_out, H_out, W_out),
+    1 = conditional part computed; ``act_masks`` bool (n, C_in, H_in, W_in), 1 = non-zero input
+    (used by models that skip zero activations)."""
     cfg = _as_config(config)
     spec = validate_layer(layer, "simulate_layer")
-    work = lower(spec)
-    dense = dense_layer_counts(work, cfg)
-    if gate_masks is None:
-        return _finish(spec.name, False, [dense], dense, cfg)
-    masks = _check_masks(spec, gate_masks, "simulate_layer")
-    return _finish(spec.name, True, gated_layer_counts(work, cfg, masks), dense, cfg)
+    if gate_masks is not None:
+        gate_masks = _check_masks(spec, gate_masks, "simulate_layer")
+    if act_masks is not None:
+        act_masks = _check_act(spec, act_masks, "simulate_layer")
+    source = "masks" if gate_masks is not None or act_masks is not None else "none"
+    return _layer_result(spec, cfg, gate_masks, act_masks, None, source)
+
+
+def _check_act(spec: LayerSpec, masks: np.ndarray, source: str) -> np.ndarray:
+    masks = np.asarray(masks)
+    if masks.dtype != bool or masks.ndim != 4 or masks.shape[1:] != tuple(spec.in_shape) or masks.shape[0] < 1:
+        raise HwsimError(source, f"layer {spec.name!r}.act_masks",
+                         f"expected bool (n,{','.join(map(str, spec.in_shape))}), got {masks.dtype} {masks.shape}")
+    return masks
 
 
 def simulate_layers(layers: Sequence[LayerSpec], config: AccelConfig | str | os.PathLike,
-                    masks: dict[str, np.ndarray] | None = None, source: str = "layers") -> RunResult:
-    """A layer table; ``masks`` maps gated layer names to full-resolution masks."""
+                    masks: dict[str, np.ndarray] | None = None, source: str = "layers",
+                    act_masks: dict[str, np.ndarray] | None = None) -> RunResult:
+    """A layer table; ``masks`` maps gated layer names to full-resolution gate masks,
+    ``act_masks`` layer names to input-activation masks."""
     masks = masks or {}
+    act_masks = act_masks or {}
     names = {s.name for s in layers}
-    for name in masks:
-        if name not in names:
-            raise HwsimError(source, f"masks[{name!r}]", "no layer of that name")
-    return _simulate(layers, _as_config(config), masks.get, not masks, source)
+    for what, d in (("masks", masks), ("act_masks", act_masks)):
+        for name in d:
+            if name not in names:
+                raise HwsimError(source, f"{what}[{name!r}]", "no layer of that name")
+
+    def inputs(spec: LayerSpec):
+        g = masks.get(spec.name)
+        a = act_masks.get(spec.name)
+        return (None if g is None else _check_masks(spec, g, source),
+                None if a is None else _check_act(spec, a, source), None)
+
+    any_masks = bool(masks or act_masks)
+    return _simulate(layers, _as_config(config), inputs, not any_masks, source, "masks" if any_masks else "none")
 
 
-def _simulate(layers: Sequence[LayerSpec], cfg: AccelConfig,
-              get_mask: Callable[[str], np.ndarray | None], dense_run: bool, source: str) -> RunResult:
+LayerInputs = tuple  # (gate_masks | None, act_masks | None, act_density | None)
+
+
+def _simulate(layers: Sequence[LayerSpec], cfg: AccelConfig, get_inputs: Callable[[LayerSpec], LayerInputs],
+              dense_run: bool, source: str, mask_source: str) -> RunResult:
     specs = [validate_layer(s, source) for s in layers]
     validate_layer_table(specs, source)
     build_graph(specs, source)
-    live = live_bytes(specs, cfg.word_bytes.ofmap)
+    live = live_bytes(specs, _ofmap_word_bytes(cfg))
     results = []
-    n_images = 1
-    for spec in specs:
-        work = lower(spec)
-        dense = dense_layer_counts(work, cfg)
-        m = get_mask(spec.name)
-        if m is None:
-            results.append(_finish(spec.name, False, [dense], dense, cfg, live[spec.name]))
-        else:
-            m = _check_masks(spec, m, source)
-            n_images = max(n_images, m.shape[0])
-            results.append(_finish(spec.name, True, gated_layer_counts(work, cfg, m), dense, cfg, live[spec.name]))
-    # ungated layers have the same figures for every image
+    for spec in tqdm(specs, desc=f"hwsim {cfg.name}", unit="layer", leave=False,
+                     disable=len(specs) < 8 or not sys.stderr.isatty()):
+        g, a, d = get_inputs(spec)
+        src = mask_source if (g is not None or a is not None or d is not None) else "none"
+        results.append(_layer_result(spec, cfg, g, a, d, src, live[spec.name]))
+    n_images = max(r.n_images for r in results)
+    # layers simulated once (dense / ungated) have the same figures for every image
     for r in results:
-        if not r.gated and n_images > 1:
+        if r.n_images == 1 and n_images > 1:
             r.cycles_per_image = np.full(n_images, r.total_cycles)
-    return RunResult(cfg.name, cfg.dataflow, cfg.sparse.mode, dense_run, n_images, results,
-                     cfg.array.rows * cfg.array.cols)
+    return RunResult(cfg.name, cfg.model, cfg.describe(), dense_run, n_images, results,
+                     cfg.peak_macs_per_cycle(), mask_source)
+
+
+def _ofmap_word_bytes(cfg: AccelConfig) -> int:
+    wb = getattr(cfg, "word_bytes", None)
+    return int(getattr(wb, "ofmap", 1)) if wb is not None else 1
+
+
+STATS_IMAGES = 32   # images drawn for the statistics path
+STATS_SEED = 0
+
+
+def stats_masks(spec: LayerSpec, density: float, n_images: int = STATS_IMAGES, seed: int = STATS_SEED) -> np.ndarray:
+    """Gate masks for a trace that holds only per-layer densities: independent decisions on the
+    layer's decision grid (S channels x b x b pixels), each on with the measured mean density.
+    Exact in expectation for models linear in the mask; models sensitive to how active work
+    clusters (imbalance, tiles) see iid scatter, which the report labels ``stats``."""
+    rng = np.random.default_rng(seed)
+    grid = spec.gate_grid(n_images)
+    blocks = rng.random(grid) < density
+    return expand_gate_blocks(blocks, spec)
 
 
 def simulate_trace(trace: Trace | str | os.PathLike, config: AccelConfig | str | os.PathLike,
                    dense: bool = False) -> RunResult:
-    """A whole trace: gated layers from their real masks, the rest dense.
-    ``dense=True`` runs the same layer table without gating."""
+    """A whole trace: gated layers from their real masks (or, for a trace without masks, from
+    the per-layer statistics), input-activation masks where the trace has them.
+    ``dense=True`` runs the same layer table with no sparsity."""
     cfg = _as_config(config)
     tr = trace if isinstance(trace, Trace) else load_trace(trace)
     by_name = {layer.spec.name: layer for layer in tr.layers}
+    from_stats = tr.n_mask_images == 0
 
-    def get_mask(name: str) -> np.ndarray | None:  # expanded one layer at a time
-        layer = by_name[name]
-        if dense or layer.gate_blocks is None:
-            return None
-        return expand_gate_blocks(layer.gate_blocks, layer.spec)
+    def inputs(spec: LayerSpec) -> LayerInputs:   # expanded one layer at a time
+        layer = by_name[spec.name]
+        if dense:
+            return None, None, None
+        if layer.gate_blocks is not None:
+            g = expand_gate_blocks(layer.gate_blocks, layer.spec)
+        elif spec.gate is not None:
+            g = stats_masks(spec, layer.stats.gate_density_mean)
+        else:
+            g = None
+        a = layer.act_masks
+        d = layer.stats.input_act_density if a is None else None
+        return g, a, d
 
-    return _simulate(tr.specs, cfg, get_mask, dense, str(Path(tr.path) / "trace.json"))
+    src = "dense" if dense else ("stats" if from_stats else "masks")
+    return _simulate(tr.specs, cfg, inputs, dense, str(Path(tr.path) / "trace.json"), src)
 
 
 def simulate_network(network: str | Sequence[LayerSpec], config: AccelConfig | str | os.PathLike) -> RunResult:
     """A built-in network (``resnet18_cifar``, ``resnet18_imagenet``, ``resnet50_imagenet``) or a
     layer list, dense."""
     specs = get_network(network) if isinstance(network, str) else list(network)
-    return _simulate(specs, _as_config(config), lambda name: None, True,
-                     network if isinstance(network, str) else "layers")
+    return _simulate(specs, _as_config(config), lambda spec: (None, None, None), True,
+                     network if isinstance(network, str) else "layers", "none")

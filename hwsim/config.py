@@ -2,12 +2,17 @@
 
 Every field is documented in ``docs/accel-config.md``. Validation errors raise
 :class:`~hwsim.errors.HwsimError` naming the file and the dotted field path.
+
+The YAML's ``model`` field picks the configuration class (and the simulator model,
+``hwsim.models``): each model's class subclasses :class:`AccelConfig`, which holds what every
+model has (name, clock) and the generic override machinery used by the CLI and the sweeps.
 """
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+import importlib
 from typing import Any, Literal
 
 import yaml
@@ -98,19 +103,22 @@ class Sparse(_Strict):
 
 
 class AccelConfig(_Strict):
-    name: str = Field(min_length=1)
-    model: Literal["systolic"]
-    array: ArrayShape
-    dataflow: Literal["os", "ws", "is"]
-    clock_mhz: float = Field(gt=0)
-    sram_kb: PerOperandFloat
-    word_bytes: PerOperandInt
-    dram: Dram
-    sparse: Sparse
-    energy: Energy
+    """Fields every accelerator model has. Subclasses add their own and set ``model``."""
 
-    def sram_words(self, operand: str) -> int:
-        return int(getattr(self.sram_kb, operand) * 1024) // getattr(self.word_bytes, operand)
+    name: str = Field(min_length=1)
+    model: str
+    clock_mhz: float = Field(gt=0)
+
+    def peak_macs_per_cycle(self) -> float:
+        """MACs the machine can complete per cycle at full use (for utilisation)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Short mode string for reports (e.g. ``os, sparse compact``)."""
+        return self.model
+
+    def check(self, source: str) -> None:
+        """Cross-field checks beyond pydantic's (raise HwsimError naming the field)."""
 
     def with_overrides(self, **changes: Any) -> "AccelConfig":
         """A copy with top-level fields replaced (e.g. ``dataflow='ws'``), re-validated."""
@@ -120,6 +128,46 @@ class AccelConfig(_Strict):
                 value = value.model_dump()
             data[key] = value
         return parse_config(data, f"{self.name} (overrides)")
+
+
+class SystolicConfig(AccelConfig):
+    model: Literal["systolic"]
+    array: ArrayShape
+    dataflow: Literal["os", "ws", "is"]
+    sram_kb: PerOperandFloat
+    word_bytes: PerOperandInt
+    dram: Dram
+    sparse: Sparse
+    energy: Energy
+
+    def sram_words(self, operand: str) -> int:
+        return int(getattr(self.sram_kb, operand) * 1024) // getattr(self.word_bytes, operand)
+
+    def peak_macs_per_cycle(self) -> float:
+        return float(self.array.rows * self.array.cols)
+
+    def describe(self) -> str:
+        return f"systolic {self.dataflow}, sparse mode {self.sparse.mode}"
+
+    def check(self, source: str) -> None:
+        for op in OPERANDS:
+            if self.sram_words(op) < 100:
+                raise HwsimError(source, f"sram_kb.{op}", "must hold at least 100 words")
+
+
+# model name -> "module:Class"; imported on demand so a model's config lives next to its code
+CONFIG_CLASSES: dict[str, str] = {
+    "systolic": "hwsim.config:SystolicConfig",
+}
+
+
+def config_class(model: Any, source: str) -> type[AccelConfig]:
+    if model is None:
+        raise HwsimError(source, "model", "missing")
+    if model not in CONFIG_CLASSES:
+        raise HwsimError(source, "model", f"unknown model {model!r} (known: {', '.join(sorted(CONFIG_CLASSES))})")
+    module, cls = CONFIG_CLASSES[model].split(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def _format_error(exc: ValidationError) -> tuple[str, str]:
@@ -141,13 +189,11 @@ def parse_config(data: Any, source: str) -> AccelConfig:
     if not isinstance(data, dict):
         raise HwsimError(source, "(top level)", "must be a mapping")
     try:
-        cfg = AccelConfig.model_validate(data)
+        cfg = config_class(data.get("model"), source).model_validate(data)
     except ValidationError as exc:
         loc, msg = _format_error(exc)
         raise HwsimError(source, loc, msg) from None
-    for op in OPERANDS:
-        if cfg.sram_words(op) < 100:
-            raise HwsimError(source, f"sram_kb.{op}", "must hold at least 100 words")
+    cfg.check(source)
     return cfg
 
 

@@ -6,7 +6,7 @@ Components (pJ): ``mac``, ``rf`` (register file), ``sram_<operand>`` (array-side
 """
 from __future__ import annotations
 
-from hwsim.config import AccelConfig
+from hwsim.config import SystolicConfig as AccelConfig
 from hwsim.systolic import Counts
 
 

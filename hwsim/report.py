@@ -14,20 +14,24 @@ from hwsim.fileio import atomic_write_json, atomic_write_text
 COLUMNS = (
     ("layer", "{:<24}", 24), ("cycles", "{:>12,.0f}", 12), ("total_cyc", "{:>12,.0f}", 12),
     ("time_us", "{:>10.2f}", 10), ("util", "{:>6.1%}", 6), ("energy_uJ", "{:>10.3f}", 10),
-    ("dram_KB", "{:>10.1f}", 10), ("speedup", "{:>8.3f}", 8), ("e_save", "{:>7.1%}", 7),
+    ("dram_KB", "{:>10.1f}", 10), ("flops_x", "{:>8.3f}", 8), ("speedup", "{:>8.3f}", 8),
+    ("realised", "{:>8.1%}", 8), ("e_save", "{:>7.1%}", 7),
 )
 
 
 def _cells(name: str, d: dict) -> list:
     return [name, d["cycles"], d["total_cycles"], d["time_us"], d["utilisation"], d["energy_pj"] / 1e6,
-            d["dram_bytes"] / 1024, d["speedup"], d["energy_saving"]]
+            d["dram_bytes"] / 1024, d["flops_reduction"], d["speedup"], d["zero_work_removed"], d["energy_saving"]]
 
 
 def format_table(run: RunResult) -> str:
     head = " ".join(f"{title:>{w}}" if i else f"{title:<{w}}" for i, (title, _, w) in enumerate(COLUMNS))
-    lines = [f"accelerator {run.config}  dataflow {run.dataflow}  "
-             f"{'dense' if run.dense_run else 'sparse mode ' + run.sparse_mode}  "
-             f"images {run.n_images}  (figures per image; speedup/e_save vs the same layers dense)",
+    source = {"masks": "real masks", "stats": "per-layer statistics only (iid masks at the measured density)",
+              "dense": "dense run", "none": "no masks"}[run.mask_source]
+    lines = [f"accelerator {run.config}  ({run.mode})  {'dense' if run.dense_run else 'sparse'}  "
+             f"images {run.n_images}  sparsity from: {source}",
+             "figures per image; flops_x = dense/needed MACs, speedup/e_save vs the same layers with no "
+             "sparsity exploited, realised = cycle saving / FLOPs-proportional saving",
              head, "-" * len(head)]
     for r in run.layers:
         row = r.row()
@@ -56,7 +60,7 @@ def write_outputs(run: RunResult, out_dir: str | Path, stem: str = "hwsim") -> t
     csv_path = out_dir / f"{stem}_layers.csv"
     json_path = out_dir / f"{stem}.json"
     doc = {
-        "config": run.config, "dataflow": run.dataflow, "sparse_mode": run.sparse_mode,
+        "config": run.config, "model": run.model, "mode": run.mode, "mask_source": run.mask_source,
         "dense_run": run.dense_run, "n_images": run.n_images,
         "totals": {k: _clean(v) for k, v in run.totals().items()},
         "layers": [{k: _clean(v) for k, v in row.items()} for row in rows],

@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--trace", help="trace directory written by cdg (runs/<name>/trace)")
     src.add_argument("--network", choices=sorted(NETWORKS), help="built-in dense layer table")
     p.add_argument("--dense", action="store_true", help="simulate the trace's layer table without gating")
-    p.add_argument("--dataflow", choices=("os", "ws", "is"), help="override the config's dataflow")
-    p.add_argument("--sparse-mode", choices=("gate", "skip", "compact"), help="override sparse.mode")
+    p.add_argument("--dataflow", choices=("os", "ws", "is"), help="override a systolic config's dataflow")
+    p.add_argument("--sparse-mode", choices=("gate", "skip", "compact"), help="override a systolic config's sparse.mode")
     p.add_argument("--out", help="directory for hwsim_layers.csv and hwsim.json")
     p.add_argument("--quiet", action="store_true", help="print totals only")
     return p
@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.accel)
     changes = {}
+    if (args.dataflow or args.sparse_mode) and cfg.model != "systolic":
+        raise HwsimError(args.accel, "--dataflow" if args.dataflow else "--sparse-mode",
+                         f"applies to systolic configs only, this one is model {cfg.model!r}")
     if args.dataflow:
         changes["dataflow"] = args.dataflow
     if args.sparse_mode:

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwsim.config import AccelConfig
+from hwsim.config import SystolicConfig as AccelConfig
 from hwsim.errors import HwsimError
 from hwsim.fileio import atomic_write_text
 from hwsim.workload import lower

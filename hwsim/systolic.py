@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from hwsim.config import AccelConfig
+from hwsim.config import SystolicConfig as AccelConfig
 from hwsim.kernels import dram_reads_stream, is_tile_activity, ofmap_write_buffer, os_tile_activity
 from hwsim.workload import Gemm, LayerWorkload
 

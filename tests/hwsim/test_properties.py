@@ -121,7 +121,7 @@ def test_traffic_conserved_across_layers_and_totals():
     run = simulate_layers(specs, cfg)
     by = {r.name: r for r in run.layers}
     stem, g1 = specs[0], specs[1]
-    assert by["stem"].counts.dram_ofmap_writes == int(np.prod(stem.out_shape))
+    assert by["stem"].figures.counters["dram_ofmap_writes"] == int(np.prod(stem.out_shape))
     padded = lower(g1).gemm.ifmap_footprint()
     assert padded == (stem.out_shape[1] + 2) * (stem.out_shape[2] + 2) * stem.out_shape[0]
     t = run.totals()
@@ -140,4 +140,4 @@ def test_simulate_layer_with_masks_reports_savings():
     d = simulate_layer(spec, cfg)
     assert r.cycles < d.cycles and r.energy_pj["total"] < d.energy_pj["total"]
     assert r.speedup > 1 and 0 < r.energy_saving < 1
-    assert r.counts.macs == spec.base_macs() + 16 * 16 * spec.cond_macs_per_output()
+    assert r.macs == spec.base_macs() + 16 * 16 * spec.cond_macs_per_output()
