@@ -139,6 +139,9 @@ class GateConfig(Section):
     calibrate: bool = Field(True, description="after training, shift all thresholds so the target is met on held-out train images")
     trace_images: int = Field(64, ge=0, description="images whose full-resolution gate masks go into the trace")
     trace_act_images: int = Field(64, ge=0, description="of those, images whose input-activation masks are stored too")
+    hw_aware: Optional[str] = Field(
+        None, description="accelerator YAML: price each layer's gated MACs by the cycles they save on it (cdg, dgnet)"
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> "GateConfig":
@@ -146,6 +149,8 @@ class GateConfig(Section):
             raise ValueError("set gate.target_reduction or gate.target_density, not both")
         if isinstance(self.channel_block, int) and self.channel_block < 1:
             raise ValueError(f"gate.channel_block must be >= 1 or 'all', got {self.channel_block}")
+        if self.hw_aware is not None and self.method not in ("cdg", "dgnet"):
+            raise ValueError(f"gate.hw_aware needs gate.method cdg or dgnet (a ratio regulariser), got {self.method}")
         return self
 
     @property

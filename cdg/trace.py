@@ -124,23 +124,27 @@ def computation_report(tallies: dict[str, LayerTally]) -> dict:
             "reduction": dense / effective, "layers": layers}
 
 
+def layer_spec(name: str, info, inputs=(), source: str = "trace"):
+    """The hwsim layer-table row of one backbone conv (ConvInfo), gate structure included."""
+    gate = None
+    if info.gate is not None:
+        gate = TraceGate(
+            G=info.gate.groups if info.gate.has_thresholds else 1,
+            S=info.gate.channel_block,
+            b=info.gate.spatial_block,
+            base_channels=base_channels(info.spec, info.gate),
+        )
+    return make_layer(name, "conv", info.in_shape, info.spec.out_channels, info.spec.kernel_size, info.spec.stride,
+                      info.spec.padding, gate=gate, inputs=list(inputs), source=source)
+
+
 def write_trace(path: Path, tallies: dict[str, LayerTally], graph: dict[str, list[str]], meta: dict) -> Path:
     """Write the trace directory atomically (replacing an older trace)."""
     with TraceWriter(path, meta=meta, overwrite=True) as writer:
         for name, tally in tallies.items():
             info = tally.info
-            gate = None
-            if info.gate is not None:
-                gate = TraceGate(
-                    G=info.gate.groups if info.gate.has_thresholds else 1,
-                    S=info.gate.channel_block,
-                    b=info.gate.spatial_block,
-                    base_channels=base_channels(info.spec, info.gate),
-                )
-            spec = make_layer(
-                name, "conv", info.in_shape, info.spec.out_channels, info.spec.kernel_size, info.spec.stride,
-                info.spec.padding, gate=gate, inputs=graph.get(name, []), source=str(path),
-            )
+            spec = layer_spec(name, info, graph.get(name, []), str(path))
+            gate = spec.gate
             density = tally.cat("gate_density")
             stats = LayerStats(
                 n_images=len(density),

@@ -86,6 +86,9 @@ class Trainer:
         self.augment = build_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
         self.steps_per_epoch = len(self.sources.train) // cfg.train.batch_size
         self.gates = GateController(cfg, self.model, self.steps_per_epoch) if cfg.gate.method != "none" else None
+        if self.gates is not None and self.gates.hw_layers and self.is_main:
+            # the per-layer hardware prices the regulariser uses (same on every start: derived from shapes)
+            atomic_write_json(run_dir / "hw_aware.json", {"accel": cfg.gate.hw_aware, "layers": self.gates.hw_layers})
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
         self.optimizer = build_optimizer(self.model, cfg.optim, cfg.train.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.train.epochs)

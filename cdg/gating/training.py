@@ -209,6 +209,13 @@ class GateController:
         self.collecting = False
         self.gates_on = True
         self._error: float | None = None
+        # hardware-aware pricing of each layer's gated MACs (1 everywhere without gate.hw_aware)
+        self.hw_layers: dict[str, dict] = {}
+        self.price = {name: 1.0 for name, _ in self.layers}
+        if self.gate.hw_aware and self.gate.target_ratio is not None:
+            from cdg.gating.hw_aware import layer_weights
+            self.hw_layers = layer_weights(self.infos, self.gate.hw_aware, self.gate.target_ratio)
+            self.price.update({name: row["weight"] for name, row in self.hw_layers.items()})
 
     # ---- schedule
     def target_at(self, epoch: float) -> float:
@@ -245,9 +252,12 @@ class GateController:
             self.records[self.view][name] = record
 
     # ---- regulariser
-    def _soft_ratio(self, records: dict) -> torch.Tensor:
-        """Differentiable network ratio effective/dense of one view (its forward value is the hard ratio)."""
-        variable = sum(records[name].soft_density * self.layer_gated_macs[name] for name in records)
+    def _soft_ratio(self, records: dict, priced: bool = False) -> torch.Tensor:
+        """Differentiable network ratio effective/dense of one view (its forward value is the hard
+        ratio). ``priced``: each layer's gated MACs weighted by its hardware price (gate.hw_aware);
+        the prices average to 1 over the gated MACs, so a uniform density gives the same value."""
+        variable = sum(records[name].soft_density * self.layer_gated_macs[name] * (self.price[name] if priced else 1.0)
+                       for name in records)
         fixed = self.dense_total - sum(self.layer_gated_macs[name] for name in records)
         overhead = sum(self.layer_overhead_macs[name] for name in records)
         return (variable + fixed + overhead) / self.dense_total
@@ -260,15 +270,18 @@ class GateController:
         target = self.target_at(epoch)
         ratios = [self._soft_ratio(r) for r in views]
         ratio = sum(ratios) / len(ratios)
+        cost = ratio
+        if self.hw_layers:   # the penalty prices MACs by hardware; the feedback below stays on FLOPs
+            cost = sum(self._soft_ratio(r, priced=True) for r in views) / len(views)
         rho = self.gate.reg_weight
         method = self.gate.method
         if method == "cdg":
-            loss = self.multiplier * (ratio - target) + 0.5 * rho * (ratio - target) ** 2
+            loss = self.multiplier * (cost - target) + 0.5 * rho * (cost - target) ** 2
         elif method == "cgnet":
             loss = rho * sum(layer.threshold_penalty(self.threshold_target) / layer.threshold.numel()
                              for _, layer in self.layers)
         elif method == "dgnet":
-            loss = rho * (ratio - target) ** 2
+            loss = rho * (cost - target) ** 2
         else:  # fbs: L1 on the channel saliencies
             loss = 1e-3 * rho * sum(r.saliency_mean for view in views for r in view.values()) / (len(views) * len(self.layers))
         logs = {"gate_ratio": float(ratio.detach()), "gate_target": target}
@@ -297,7 +310,7 @@ class GateController:
         if error is None or self.gate.method == "fbs":
             return
         step = self.gate.controller_lr * error
-        shift_gates(self.backbone, step)
+        shift_gates(self.backbone, step, self.price if self.hw_layers else None)
         if self.gate.method == "cdg":
             self.multiplier += step
         elif self.gate.method == "cgnet":
@@ -319,10 +332,13 @@ class GateController:
 # --------------------------------------------------------------------------- calibration
 
 
-def shift_gates(backbone: nn.Module, delta: float) -> None:
-    """Move every gate toward 'off' by ``delta`` (thresholds up / predictor biases down)."""
+def shift_gates(backbone: nn.Module, delta: float, scale: dict[str, float] | None = None) -> None:
+    """Move every gate toward 'off' by ``delta`` (thresholds up / predictor biases down);
+    ``scale`` multiplies the shift per layer name (hardware-aware control)."""
+    base_delta = delta
     with torch.no_grad():
-        for _, layer in gated_layers(backbone):
+        for name, layer in gated_layers(backbone):
+            delta = base_delta * (scale.get(name, 1.0) if scale else 1.0)
             if hasattr(layer, "threshold"):
                 layer.threshold.add_(delta)
             if hasattr(layer, "spatial_bias"):
