@@ -1,0 +1,550 @@
+"""Design-space sweep: every run's trace x every accelerator x a grid of accelerator parameters.
+
+    python -m analysis.dse --runs runs/* --accel accel_configs/*.yaml [--grid grid.yaml] --out DIR \
+        [--workers N] [--ray [ADDRESS]] [--skip-untraced]
+
+Each point (run, accelerator file, parameter assignment) is one ``hwsim.api.simulate_trace``. Results
+go to ``DIR/journal.jsonl`` (appended, flushed and fsync'd per point), from which ``DIR/points.csv``,
+``DIR/layers.csv`` and ``DIR/sweep.json`` are rebuilt atomically at the start and at the end of
+every invocation. Re-running the same command skips every point already in the journal, so an
+interrupted sweep resumes without recomputing or losing points. Output schema: docs/analysis.md.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import itertools
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
+
+from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
+from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
+from hwsim.config import AccelConfig, load_config
+from hwsim.errors import HwsimError
+from hwsim.fileio import atomic_open, atomic_write_json
+
+JOURNAL = "journal.jsonl"
+POINTS_CSV = "points.csv"
+LAYERS_CSV = "layers.csv"
+SWEEP_JSON = "sweep.json"
+LOCK = ".lock"
+SCHEMA_VERSION = 1
+
+# leading columns of points.csv (the dashboard's contract); param.* columns follow the run/accel
+# block, the totals follow them; any further total reported by a model is appended.
+POINT_RUN_COLUMNS = ["point_id", "run", "run_group", "run_path", "backbone", "width", "dataset", "ssl_method",
+                     "gate_method", "gate_S", "gate_b", "gate_G", "gate_branches", "gate_align_weight",
+                     "target_reduction", "seed", "linear_top1", "knn_top1", "trained_reduction"]
+POINT_ACCEL_COLUMNS = ["accel", "accel_file", "accel_model", "accel_mode", "design", "params"]
+POINT_RESULT_COLUMNS = ["mask_source", "n_images", "clock_mhz", "peak_macs_per_cycle", "total_cycles",
+                        "dense_total_cycles", "cycles", "dense_cycles", "speedup", "flops_reduction",
+                        "zero_work_removed", "time_us", "dense_time_us", "energy_pj", "dense_energy_pj",
+                        "energy_saving", "dram_bytes", "utilisation", "macs", "dense_macs", "needed_macs"]
+LAYER_COLUMNS = ["point_id", "layer_index", "layer", "stage", "op", "gated", "gate_G", "gate_S", "gate_b",
+                 "granularity", "mask_source", "cycles", "dense_cycles", "total_cycles", "dense_total_cycles",
+                 "speedup", "flops_reduction", "zero_work_removed", "gate_density", "input_act_density",
+                 "macs", "dense_macs", "needed_macs", "time_us", "utilisation", "dram_bytes", "energy_pj",
+                 "dense_energy_pj", "energy_saving"]
+
+
+# --------------------------------------------------------------------------------------------
+# Points
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Accel:
+    path: str                 # as given on the command line
+    digest: str               # sha256 of the file's bytes
+    cfg: AccelConfig
+
+
+@dataclass
+class Point:
+    point_id: str
+    run: RunInfo
+    accel: Accel
+    params: dict[str, Any]
+    cfg: AccelConfig          # the accelerator with the params applied
+
+
+def point_id(run_path: str, trace_digest: str, accel_digest: str, params: dict) -> str:
+    """Stable id: the run's resolved path, its trace (MANIFEST digest), the accelerator file's content
+    and the parameter assignment. Changing any of them makes a new point; nothing else does."""
+    key = json.dumps({"run": run_path, "trace": trace_digest, "accel": accel_digest, "params": params},
+                     sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def load_accels(paths: Sequence[str]) -> list[Accel]:
+    if not paths:
+        raise HwsimError("--accel", "accel", "no accelerator configs given")
+    out, seen = [], set()
+    for p in paths:
+        if os.path.realpath(p) in seen:
+            continue
+        seen.add(os.path.realpath(p))
+        cfg = load_config(p)
+        out.append(Accel(str(p), file_digest(p), cfg))
+    return out
+
+
+def expand_points(runs: Sequence[RunInfo], accels: Sequence[Accel], grid: Grid) -> list[Point]:
+    """Every (run, accel, assignment); each assignment is applied and validated once per accel."""
+    designs: list[tuple[Accel, dict, AccelConfig]] = []
+    used_models = {a.cfg.model for a in accels}
+    for model in grid.per_model:
+        if model not in used_models:
+            raise HwsimError(grid.source, model, f"per-model section, but no --accel config has model {model!r}")
+    for accel in accels:
+        for assignment in assignments(grid, accel.cfg.model):
+            designs.append((accel, assignment, apply(accel.cfg, assignment, accel.path)))
+    points, seen = [], set()
+    for run in runs:
+        for accel, assignment, cfg in designs:
+            pid = point_id(run.run_path, run.trace_digest, accel.digest, assignment)
+            if pid not in seen:
+                seen.add(pid)
+                points.append(Point(pid, run, accel, assignment, cfg))
+    return points
+
+
+# --------------------------------------------------------------------------------------------
+# The task function (process pool and Ray): simulate a chunk of points of one run
+# --------------------------------------------------------------------------------------------
+_TRACE_CACHE: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
+_TRACE_CACHE_SIZE = 8
+
+
+def _trace(path: str, digest: str):
+    from hwsim.trace import MANIFEST, load_trace
+    key = (path, digest)
+    if key in _TRACE_CACHE:
+        _TRACE_CACHE.move_to_end(key)
+        return _TRACE_CACHE[key]
+    if file_digest(Path(path) / MANIFEST) != digest:
+        raise HwsimError(path, "MANIFEST.json", "trace changed since the sweep started (re-run the sweep)")
+    tr = load_trace(path)
+    _TRACE_CACHE[key] = tr
+    while len(_TRACE_CACHE) > _TRACE_CACHE_SIZE:
+        _TRACE_CACHE.popitem(last=False)
+    return tr
+
+
+def _f(value: Any) -> Any:
+    """JSON-safe plain Python scalar (numpy floats -> float)."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    return value
+
+
+def stage_of(layer_name: str) -> str:
+    """Stage of a layer: the first component of its dotted name (``layer2.0.conv1`` -> ``layer2``,
+    ``conv1`` -> ``conv1``)."""
+    return layer_name.split(".", 1)[0]
+
+
+def _simulate_point(trace, cfg_data: dict, source: str) -> dict:
+    from hwsim.api import simulate_trace
+    from hwsim.config import parse_config
+    cfg = parse_config(cfg_data, source)
+    run = simulate_trace(trace, cfg)
+    totals = {k: _f(v) for k, v in run.totals().items()}
+    totals["dense_cycles"] = float(sum(r.dense.cycles for r in run.layers))
+    totals["dense_time_us"] = float(sum(r.dense_total_cycles / r.clock_mhz for r in run.layers))
+    by_name = {layer.spec.name: layer for layer in trace.layers}
+    layers = []
+    for i, r in enumerate(run.layers):
+        tl = by_name[r.name]
+        gate = tl.spec.gate
+        row = {"layer_index": i, "layer": r.name, "stage": stage_of(r.name), "op": tl.spec.op,
+               "gate_G": gate.G if gate else None, "gate_S": gate.S if gate else None,
+               "gate_b": gate.b if gate else None,
+               "gate_density": tl.stats.gate_density_mean if gate else None,
+               "input_act_density": tl.stats.input_act_density,
+               "dense_cycles": float(r.dense.cycles)}
+        row.update({k: _f(v) for k, v in r.row().items()})
+        layers.append(row)
+    return {"result": {"accel_mode": run.mode, "mask_source": run.mask_source, "n_images": run.n_images,
+                       "clock_mhz": cfg.clock_mhz, "peak_macs_per_cycle": run.peak_macs_per_cycle, **totals},
+            "layers": layers}
+
+
+def simulate_chunk(task: dict) -> list[dict]:
+    """Task function shared by the process pool and Ray: ``task`` = {trace, trace_digest, points:
+    [{point_id, config, source}]}. Returns one record per point, or a single
+    ``{"error": [source, field, message]}`` (HwsimError does not survive pickling as itself)."""
+    try:
+        tr = _trace(task["trace"], task["trace_digest"])
+        out = []
+        for p in task["points"]:
+            rec = _simulate_point(tr, p["config"], p["source"])
+            rec["point_id"] = p["point_id"]
+            out.append(rec)
+        return out
+    except HwsimError as exc:
+        return [{"error": [exc.source, exc.field, exc.message]}]
+
+
+def make_tasks(points: Sequence[Point], chunk: int) -> list[dict]:
+    by_run: dict[str, list[Point]] = {}
+    for p in points:
+        by_run.setdefault(p.run.run_path, []).append(p)
+    per_run = []
+    for pts in by_run.values():
+        chunks = []
+        for i in range(0, len(pts), chunk):
+            part = pts[i:i + chunk]
+            chunks.append({"trace": part[0].run.trace_path, "trace_digest": part[0].run.trace_digest,
+                           "points": [{"point_id": p.point_id, "config": p.cfg.model_dump(),
+                                       "source": p.accel.path} for p in part]})
+        per_run.append(chunks)
+    # runs in turn (round robin), so the progress bar's rate is representative early on
+    return [c for group in itertools.zip_longest(*per_run) for c in group if c is not None]
+
+
+# --------------------------------------------------------------------------------------------
+# Journal
+# --------------------------------------------------------------------------------------------
+class Journal:
+    """Append-only JSON lines, one per computed point, flushed and fsync'd per point.
+
+    Opening it reads every complete record; a line that does not parse (the last one, cut by a
+    kill mid-write) is dropped and the file is rewritten atomically without it before appending."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[str, dict] = {}
+        self.dropped = 0
+        if path.exists():
+            raw = path.read_bytes()
+            good = []
+            for line in raw.split(b"\n"):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                    if not isinstance(rec, dict) or "point_id" not in rec or "result" not in rec:
+                        raise ValueError
+                except ValueError:
+                    self.dropped += 1
+                    continue
+                self.records[rec["point_id"]] = rec
+                good.append(line)
+            if self.dropped or (raw and not raw.endswith(b"\n")):
+                with atomic_open(path, "wb") as handle:
+                    handle.write(b"".join(g + b"\n" for g in good))
+        self.handle = open(path, "ab")
+
+    def append(self, rec: dict) -> None:
+        self.handle.write(json.dumps(rec, separators=(",", ":")).encode() + b"\n")
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.records[rec["point_id"]] = rec
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+@contextlib.contextmanager
+def _locked(out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / LOCK, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise HwsimError(str(out), "--out", "another sweep is writing this directory") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+# --------------------------------------------------------------------------------------------
+# CSV rebuild
+# --------------------------------------------------------------------------------------------
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def _write_csv(path: Path, leading: list[str], rows: list[dict]) -> None:
+    columns = list(leading)
+    seen = set(columns)
+    for row in rows:
+        for key in row:
+            if key not in seen:
+                seen.add(key)
+                columns.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    with atomic_open(path, "w") as handle:
+        handle.write(buf.getvalue())
+
+
+def design_label(accel: Accel, params: dict) -> str:
+    if not params:
+        return accel.cfg.name
+    return f"{accel.cfg.name}[" + ",".join(f"{k}={json.dumps(v, default=str)}" for k, v in params.items()) + "]"
+
+
+def point_row(p: Point, rec: dict, param_keys: Sequence[str]) -> dict:
+    row = {"point_id": p.point_id}
+    row.update({k: v for k, v in p.run.columns().items() if k not in ("trace_path",)})
+    row.update({"accel": p.cfg.name, "accel_file": p.accel.path, "accel_model": p.cfg.model,
+                "accel_mode": rec["result"].get("accel_mode"), "design": design_label(p.accel, p.params),
+                "params": p.params})
+    dump = p.cfg.model_dump()
+    for key in param_keys:
+        found, value = get_dotted(dump, key)
+        row[f"param.{key}"] = value if found else None
+    row.update({k: v for k, v in rec["result"].items() if k != "accel_mode"})
+    return row
+
+
+def rebuild_outputs(out: Path, points: Sequence[Point], journal: Journal, grid: Grid,
+                    definition: dict, extra: dict) -> dict:
+    """points.csv, layers.csv (the sweep's points found in the journal, in sweep order), sweep.json."""
+    param_keys = grid.keys
+    prows, lrows = [], []
+    for p in points:
+        rec = journal.records.get(p.point_id)
+        if rec is None:
+            continue
+        prows.append(point_row(p, rec, param_keys))
+        for layer in rec["layers"]:
+            lrows.append({"point_id": p.point_id, **layer})
+    leading = POINT_RUN_COLUMNS + POINT_ACCEL_COLUMNS + [f"param.{k}" for k in param_keys] + POINT_RESULT_COLUMNS
+    _write_csv(out / POINTS_CSV, leading, prows)
+    _write_csv(out / LAYERS_CSV, LAYER_COLUMNS, lrows)
+    ids = {p.point_id for p in points}
+    counts = {"points": len(points), "done": len(prows), "missing": len(points) - len(prows),
+              "journal_records": len(journal.records),
+              "journal_records_outside_sweep": sum(1 for k in journal.records if k not in ids),
+              "journal_lines_dropped": journal.dropped, "layer_rows": len(lrows)}
+    doc = {"schema_version": SCHEMA_VERSION, **definition, "counts": counts, **extra}
+    atomic_write_json(out / SWEEP_JSON, doc)
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# Executors
+# --------------------------------------------------------------------------------------------
+def _run_local(tasks: list[dict], workers: int, on_result: Callable[[list[dict]], None]) -> None:
+    if workers <= 1:
+        for task in tasks:
+            on_result(simulate_chunk(task))
+        return
+    ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(simulate_chunk, t) for t in tasks]
+        try:
+            for fut in cf.as_completed(futures):
+                on_result(fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def import_ray():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise HwsimError("--ray", "ray", "Ray is not installed; install it with: pip install 'cdg-hwsim[ray]' "
+                         "(or pip install ray)") from None
+    return ray
+
+
+def _run_ray(tasks: list[dict], address: str | None, init_kwargs: dict | None,
+             on_result: Callable[[list[dict]], None]) -> None:
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        kwargs = {"include_dashboard": False, "log_to_driver": False, **(init_kwargs or {})}
+        if address:
+            kwargs["address"] = address
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise HwsimError("--ray", address or "local", f"cannot start/connect to Ray ({exc})") from None
+        started = True
+    try:
+        remote = ray.remote(simulate_chunk)
+        pending = [remote.remote(t) for t in tasks]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                on_result(ray.get(ref))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SweepResult:
+    out: Path
+    counts: dict
+    computed: int
+    reused: int
+    seconds: float
+
+    @property
+    def points_per_s(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else float("nan")
+
+
+def run_sweep(runs: Sequence[str], accels: Sequence[str], out: str | os.PathLike, grid: str | Grid | None = None,
+              workers: int | None = None, ray: bool = False, ray_address: str | None = None,
+              ray_init: dict | None = None, skip_untraced: bool = False, progress: bool = True,
+              chunk: int | None = None) -> SweepResult:
+    """Run (or resume) a sweep; returns counts. ``runs``: run dirs, parent dirs or globs; ``accels``:
+    accelerator YAMLs; ``grid``: a grid YAML path, a :class:`Grid`, or None (each config as written)."""
+    t0 = time.perf_counter()
+    runs = [str(runs)] if isinstance(runs, (str, os.PathLike)) else [str(r) for r in runs]
+    accels = [str(accels)] if isinstance(accels, (str, os.PathLike)) else [str(a) for a in accels]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HwsimError(str(out), "--out", "exists and is not a directory")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise HwsimError("--workers", "workers", f"expected an integer >= 1, got {workers!r}")
+    workers = workers or os.cpu_count() or 1
+    if ray:
+        import_ray()
+    run_infos, skipped = load_runs(find_run_dirs(runs), skip_untraced=skip_untraced)
+    accel_list = load_accels(list(accels))
+    grid_obj = grid if isinstance(grid, Grid) else (load_grid(grid) if grid is not None else Grid.empty())
+    points = expand_points(run_infos, accel_list, grid_obj)
+    definition = {"runs": [r.run_path for r in run_infos], "skipped_untraced": skipped,
+                  "accels": [{"file": a.path, "name": a.cfg.name, "model": a.cfg.model, "sha256": a.digest}
+                             for a in accel_list],
+                  "grid": grid_obj.to_json(), "param_columns": [f"param.{k}" for k in grid_obj.keys]}
+    with _locked(out):
+        journal = Journal(out / JOURNAL)
+        try:
+            todo = [p for p in points if p.point_id not in journal.records]
+            reused = len(points) - len(todo)
+            executor = "ray" if ray else ("serial" if workers <= 1 else f"processes x{workers}")
+            extra = {"executor": executor, "status": "running"}
+            rebuild_outputs(out, points, journal, grid_obj, definition, extra)
+            if chunk is None:
+                chunk = max(1, min(16, len(todo) // max(1, 4 * workers)))
+            tasks = make_tasks(todo, chunk)
+            bar = tqdm(total=len(todo), desc="dse", unit="pt", disable=not progress or not todo,
+                       initial=0, smoothing=0.1)
+            computed = 0
+
+            def on_result(records: list[dict]) -> None:
+                nonlocal computed
+                for rec in records:
+                    if "error" in rec:
+                        raise HwsimError(*rec["error"])
+                    journal.append(rec)
+                    computed += 1
+                bar.update(len(records))
+
+            try:
+                if todo:
+                    if ray:
+                        _run_ray(tasks, ray_address, ray_init, on_result)
+                    else:
+                        _run_local(tasks, workers, on_result)
+            finally:
+                bar.close()
+                elapsed = time.perf_counter() - t0
+                status = "complete" if computed == len(todo) else "interrupted"
+                extra.update(status=status, last_invocation={"computed": computed, "reused": reused,
+                                                             "seconds": round(elapsed, 3)})
+                counts = rebuild_outputs(out, points, journal, grid_obj, definition, extra)
+        finally:
+            journal.close()
+    return SweepResult(out, counts, computed, reused, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        print(f"error: command line: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m analysis.dse", description=__doc__.splitlines()[0])
+    p.add_argument("--runs", nargs="+", required=True,
+                   help="run directories, directories holding runs (searched recursively) or quoted globs")
+    p.add_argument("--accel", nargs="+", required=True, help="accelerator YAMLs (accel_configs/*.yaml)")
+    p.add_argument("--grid", help="grid YAML: dotted config keys -> lists of values, optionally per model")
+    p.add_argument("--out", required=True, help="output directory (points.csv, layers.csv, sweep.json, journal)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU count)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run the tasks on Ray: a local Ray instance, or the cluster at ADDRESS")
+    p.add_argument("--skip-untraced", action="store_true", help="leave out runs without a trace instead of failing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def cli(func: Callable) -> Callable:
+    """HwsimError -> one line, exit 2; Ctrl-C -> one line saying the journal is kept, exit 130."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except HwsimError as exc:
+            print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise SystemExit(0) from None
+        except KeyboardInterrupt:
+            print("interrupted: computed points are kept in the journal; re-run the same command to resume",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
+
+    return wrapper
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        raise HwsimError("--workers", "workers", f"expected an integer >= 1, got {args.workers}")
+    res = run_sweep(args.runs, args.accel, args.out, grid=args.grid, workers=args.workers,
+                    ray=args.ray is not None, ray_address=args.ray or None,
+                    skip_untraced=args.skip_untraced, progress=not args.no_progress)
+    c = res.counts
+    print(f"{c['done']}/{c['points']} points in {res.out} ({res.computed} computed, {res.reused} reused from "
+          f"the journal) in {res.seconds:.1f} s, {res.points_per_s:.1f} points/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
