@@ -158,6 +158,7 @@ class SystolicConfig(AccelConfig):
 # model name -> "module:Class"; imported on demand so a model's config lives next to its code
 CONFIG_CLASSES: dict[str, str] = {
     "systolic": "hwsim.config:SystolicConfig",
+    "sparse_pe": "hwsim.sparse_pe_config:SparsePEConfig",
 }
 
 

@@ -31,6 +31,7 @@ DRAM_KEYS = ("dram_ifmap_read", "dram_filter_read", "dram_ofmap_write")
 # model name -> module implementing dense / sparse / granularity
 MODEL_MODULES: dict[str, str] = {
     "systolic": "hwsim.systolic_model",
+    "sparse_pe": "hwsim.sparse_pe",
 }
 
 
