@@ -138,6 +138,24 @@ def test_calibrate_bisects_a_monotone_ratio(tmp_path):
     assert abs(after - 0.7) <= 0.005 * 0.7 and after == pytest.approx(measured_ratio(backbone, images, infos))
 
 
+def test_calibrate_keeps_the_closest_shift_when_the_ratio_jumps(tmp_path, monkeypatch):
+    import cdg.gating.training as training
+
+    cfg = load_config(None, gated(tmp_path, "jump", "gate.method=cdg", "gate.target_density=0.5"))
+    backbone = Trainer(cfg, tmp_path, resume=False).model.backbone
+    first = next(layer for _, layer in gated_layers(backbone))
+    start = float(first.threshold[0])
+
+    def step_ratio(bb, images, infos, batch=256):  # jumps from 0.8 to 0.45 at a shift of 1.3
+        return 0.8 if float(first.threshold[0]) - start < 1.3 else 0.45
+
+    monkeypatch.setattr(training, "measured_ratio", step_ratio)
+    shift, before, after = training.calibrate(backbone, torch.zeros(1), [], 0.5)
+    assert before == 0.8 and after == 0.45                     # the closest ratio any shift gives
+    assert step_ratio(backbone, None, None) == after            # and the gates are left at that shift
+    assert float(first.threshold[0]) - start == pytest.approx(shift)
+
+
 def test_trace_round_trips_the_real_masks(tmp_path):
     main(gated(tmp_path, "tr", "gate.method=cdg", "gate.target_reduction=1.6", "gate.channel_block=2"))
     run = tmp_path / "tr"
@@ -195,8 +213,7 @@ def test_baseline_runs_finish_with_a_trace_hwsim_can_simulate(tmp_path, gate):
 
     summary = main(gated(tmp_path, gate, f"gate.method={gate}", "gate.target_reduction=1.6",
                          *(["gate.spatial_block=2"] if gate == "dgnet" else [])))
-    if gate != "dgnet":  # DGNet's predictor logits diverge in training (closing note): no target check
-        assert abs(summary["reduction"] - 1.6) / 1.6 < 0.1
+    assert abs(summary["reduction"] - 1.6) / 1.6 < 0.1
     trace = load_trace(tmp_path / gate / "trace")
     gated_specs = [layer.spec for layer in trace.layers if layer.spec.gate is not None]
     assert gated_specs
@@ -214,3 +231,22 @@ def test_trace_cli_bad_image_count_is_a_one_line_error(tmp_path):
           "gate.trace_images=2"])
     result = run_cli("-m", "cdg.trace", "--run", str(tmp_path / "dense"), "--images", "-3")
     assert result.returncode == 2 and "gate.trace_images" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fbs_top_k_follows_the_target_ramp_instead_of_jumping(tmp_path):
+    """FBS used to switch from all channels to its final k when the warm-up ended (a step from
+    ratio 1 to the target in one optimiser step); k now falls with the scheduled target."""
+    cfg = load_config(None, gated(tmp_path, "fbs", "gate.method=fbs", "gate.target_reduction=2",
+                                  "train.epochs=4", "gate.ramp_epochs=2"))
+    trainer = Trainer(cfg, tmp_path, resume=False)
+    controller: GateController = trainer.gates
+    layers = gated_layers(trainer.model.backbone)
+    ks = []
+    for epoch in (1.0, 1.5, 2.0, 2.5, 3.0, 3.5):
+        controller.begin_step(epoch)
+        ks.append([layer.keep_now for _, layer in layers])
+        controller.end_step()
+    assert all(k == layer.out_channels for k, (_, layer) in zip(ks[0], layers))  # ramp start: dense
+    assert ks[-2] == ks[-1] == [layer.keep for _, layer in layers]  # ramp end: the final k
+    assert any(layer.keep < k < layer.out_channels for k, (_, layer) in zip(ks[2], layers))
+    assert all(a >= b for before, after in zip(ks, ks[1:]) for a, b in zip(before, after))

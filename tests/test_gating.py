@@ -465,3 +465,36 @@ def test_torch_compile_of_a_cdg_layer_matches_eager():
     layer(x_grad).square().sum().add(layer.record.soft_density).backward()
     for got, want in zip(grads, [p.grad for p in layer.parameters()] + [x_grad.grad]):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def _tiny_gated_backbone(method):
+    from cdg.config import load_config
+    from cdg.gating.training import build_gated_backbone
+
+    torch.manual_seed(0)
+    cfg = load_config(None, ["data.image_size=8", "model.width=0.125", f"gate.method={method}",
+                             "gate.target_reduction=1.6"])
+    return build_gated_backbone(cfg)
+
+
+@pytest.mark.parametrize("method", ["fbs", "dgnet"])
+def test_fbs_and_dgnet_zeros_reach_the_next_conv_whatever_the_batchnorm(method):
+    """Both papers gate the normalised output: a skipped output is 0 after the block's BN and ReLU
+    (gating the conv output *before* the BN lets BN(0) = β − γ μ/σ leak through)."""
+    backbone = _tiny_gated_backbone(method)
+    with torch.no_grad():
+        for module in backbone.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):  # trained-looking statistics and affine
+                module.running_mean.uniform_(0.5, 1.0)
+                module.running_var.uniform_(0.5, 2.0)
+                module.bias.fill_(1.0)
+    block = backbone.layer1[0]
+    inputs = {}
+    block.conv2.register_forward_hook(lambda m, inp, out: inputs.__setitem__("x", inp[0]))
+    backbone.eval()
+    with torch.no_grad():
+        backbone(torch.randn(8, 3, 8, 8))
+    off = ~full_resolution_mask(block.conv1.record)
+    assert off.any()
+    assert bool((inputs["x"][off] == 0).all())
+

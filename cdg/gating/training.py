@@ -38,6 +38,7 @@ from cdg.config import Config, GateConfig
 from cdg.errors import UserError
 from cdg.gating.accounting import dense_conv_macs, fixed_gate_macs, predictor_macs
 from cdg.gating.layers import GatedConv, gated_conv_factory, gated_layers, set_gating
+from cdg.gating.predictors import adopt_output_norms
 from cdg.gating.spec import GateSpec, base_channels
 from cdg.models.resnet import ConvSpec, ResNet, build_backbone
 
@@ -157,7 +158,10 @@ def build_gated_backbone(cfg: Config) -> ResNet:
     if cfg.gate.method == "none":
         return build_backbone(cfg.model)
     keep = fbs_keep_ratio(cfg) if cfg.gate.method == "fbs" else 0.5
-    return build_backbone(cfg.model, gated_conv_factory(lambda spec: gate_for(spec, cfg.gate, keep)))
+    backbone = build_backbone(cfg.model, gated_conv_factory(lambda spec: gate_for(spec, cfg.gate, keep)))
+    if cfg.gate.method in ("fbs", "dgnet"):
+        adopt_output_norms(backbone)  # their gates act on the BatchNorm output (predictors.py)
+    return backbone
 
 
 def check_feasible(cfg: Config, infos: list[ConvInfo]) -> None:
@@ -230,8 +234,20 @@ class GateController:
         self.records = [{}, {}]
         self.collecting = True
         set_gating(self.backbone, self.gates_on)
+        if self.gate.method == "fbs":
+            self._ramp_fbs_keep(epoch)
         if self.target_backbone is not None:
             set_gating(self.target_backbone, self.gates_on and self.gate.branches == "both")
+
+    def _ramp_fbs_keep(self, epoch: float) -> None:
+        """FBS's top-k follows the same schedule as every other method's target: k falls linearly
+        from C_out to its final value over the ramp (the network ratio is affine in k), instead
+        of jumping from all channels to the final k when the warm-up ends."""
+        final = self.gate.target_ratio if self.gate.target_ratio is not None else 1.0
+        progress = (1.0 - self.target_at(epoch)) / (1.0 - final) if final < 1.0 else 1.0
+        for backbone in (self.backbone, self.target_backbone):
+            for _, layer in gated_layers(backbone) if backbone is not None else []:
+                layer.keep_now = layer.keep + round((layer.out_channels - layer.keep) * (1.0 - progress))
 
     def end_step(self) -> None:
         self.collecting = False
@@ -390,15 +406,21 @@ def calibrate(backbone: nn.Module, images: torch.Tensor, infos: list[ConvInfo], 
     if bound == 0.0:  # even the widest shift cannot reach the target: keep the closest
         return applied, before, after
     low, high = sorted((direction * (bound / 4 if bound > 4 else 0.0), direction * bound))
+    best = (abs(before - target), 0.0, before)
+    best = min(best, (abs(after - target), applied, after))
     for _ in range(iterations):
         middle = 0.5 * (low + high)
         shift_gates(backbone, middle - applied)
         applied = middle
         after = measured_ratio(backbone, images, infos)
         if abs(after - target) <= tolerance * target:
-            break
+            return applied, before, after
+        best = min(best, (abs(after - target), applied, after))
         if after > target:
             low = middle
         else:
             high = middle
-    return applied, before, after
+    # the ratio can jump across the target (many gates sharing one score): keep the closest shift seen
+    _, shift, ratio = best
+    shift_gates(backbone, shift - applied)
+    return shift, before, ratio
