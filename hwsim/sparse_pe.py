@@ -25,7 +25,7 @@ from hwsim.sparse_pe_kernels import (dynamic_queue, output_channel_steps, run_le
                                      spatial_tile_steps, window_counts)
 from hwsim.workload import LayerWorkload
 
-COUNTERS = ("steps", "imbalance", "idle_pe_fraction", "decisions", "gate_meta_bits", "act_meta_bits",
+COUNTERS = ("steps", "imbalance", "imbalance_cycles", "idle_pe_fraction", "decisions", "gate_meta_bits", "act_meta_bits",
             "ifmap_words_stored", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_writes",
             "index_bits", "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_writes")
 
@@ -261,6 +261,8 @@ def _figures(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
         }
         counters = {
             "steps": float(steps), "imbalance": float(imbalance[i]), "idle_pe_fraction": idle,
+            # cycles beyond a perfectly balanced schedule (analysis.pareto's imbalance loss)
+            "imbalance_cycles": float(max(cycles[i] - mean_busy[i], 0.0)),
             "decisions": float(n_dec), "gate_meta_bits": float(gate_meta[i]), "act_meta_bits": float(act_meta[i]),
             "ifmap_words_stored": float(stored[i]), "sram_ifmap_reads": float(sr_if[i]),
             "sram_filter_reads": float(sr_fl[i]), "sram_ofmap_writes": outputs, "index_bits": float(idx_bits[i]),

@@ -147,6 +147,7 @@ def test_uniform_masks_reach_the_density_proportional_bound(partition):
     ideal = (f.macs / cfg.macs_per_pe + f.counters["decisions"] * cfg.gate_decision.cycles) / cfg.pes
     assert ideal <= f.cycles <= ideal + f.counters["steps"]      # one rounding cycle per step at most
     assert f.counters["imbalance"] == pytest.approx(1.0, abs=0.02)
+    assert f.counters["imbalance_cycles"] <= 0.02 * f.cycles
     assert f.counters["idle_pe_fraction"] == 0.0
 
 
@@ -163,6 +164,8 @@ def test_all_work_on_one_pe_gives_the_imbalance_bound(partition):
     f = sparse_pe.sparse(lower(spec), cfg, gate, None, None)[0]
     pe0 = math.ceil(f.macs / cfg.macs_per_pe)
     assert f.cycles == pe0 and f.counters["imbalance"] == pytest.approx(cfg.pes)
+    # every cycle beyond the balanced share (total work / PEs) is counted as imbalance
+    assert f.counters["imbalance_cycles"] == pytest.approx(pe0 * (1 - 1 / cfg.pes))
     # a dynamic queue spreads the same work: within one unit of the balanced bound
     dyn = sparse_pe.sparse(lower(spec), cfg_of(pes=4, mpp=2, partition="dynamic", unit=4, dispatch=0.0, dec=0.0),
                            gate, None, None)[0]
