@@ -159,6 +159,7 @@ class SystolicConfig(AccelConfig):
 CONFIG_CLASSES: dict[str, str] = {
     "systolic": "hwsim.config:SystolicConfig",
     "sparse_pe": "hwsim.sparse_pe_config:SparsePEConfig",
+    "gpu": "hwsim.gpu_config:GPUConfig",
 }
 
 

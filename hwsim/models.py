@@ -32,6 +32,7 @@ DRAM_KEYS = ("dram_ifmap_read", "dram_filter_read", "dram_ofmap_write")
 MODEL_MODULES: dict[str, str] = {
     "systolic": "hwsim.systolic_model",
     "sparse_pe": "hwsim.sparse_pe",
+    "gpu": "hwsim.gpu",
 }
 
 

@@ -1,0 +1,226 @@
+"""The GPU as a ``hwsim.models`` model: a conv as an implicit-GEMM kernel of thread-block tiles.
+
+A batch of ``cfg.batch`` images is one launch: GEMM rows are its output pixels ((image, y, x)
+row-major), columns the output channels, the reduction K runs in steps of ``tile.k``. Each tile's
+time is a roofline of its tensor-core work against its operand traffic at its SM's share of
+L2 bandwidth, plus a pipeline latency; the block scheduler hands tiles, in issue order, to the
+first free of ``sms x tiles_per_sm`` slots; a kernel takes the longer of that makespan and its
+DRAM traffic at HBM bandwidth, plus a launch overhead. Gating is exploited per tile only: a
+tile's conditional k-loop can be skipped when every output in the tile is off, so what a gated
+network gains depends on how its gate blocks line up with the tiles. Equations, assumptions and
+limits: docs/hwsim-gpu.md.
+
+Modes (``sparse.mode``): ``dense`` ignores the gates; ``predicated`` is the dense grid with the
+conditional k-loop skipped inside inactive tiles (they still take a slot); ``compact`` runs a
+base kernel over every tile, a gather kernel that lists the active tiles, and a conditional
+kernel over only those, scatter-adding partial sums. Per-image figures are the batch's / batch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.gpu_config import GPUConfig
+from hwsim.gpu_kernels import active_tiles, summarise
+from hwsim.models import Figures
+from hwsim.workload import LayerWorkload
+
+COUNTERS = ("tiles", "tiles_active", "waves", "resident_per_sm", "idle_sm_fraction", "kernels",
+            "l2_fits", "tile_compute_bound", "dram_bound", "tensor_macs")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One batch's tile grid and the layer sizes the traffic needs (bytes per batch)."""
+
+    B: int
+    rows: int          # GEMM rows = B * E
+    cols: int          # GEMM columns = C_out (all groups)
+    tm: int
+    tn: int
+    it_full: int       # k-steps of a whole reduction
+    it_base: int       # k-steps of the base part (K_base first)
+    it_cond: int       # k-steps of the conditional part alone (compact's second kernel)
+    K: int
+    K_base: int
+    ifmap_base: float  # compulsory ifmap bytes of the base / conditional input channels
+    ifmap_cond: float
+    filter_base: float
+    filter_cond: float
+    ofmap: float
+    l2_fits: bool
+
+    @property
+    def tiles(self) -> int:
+        return self.tm * self.tn
+
+
+def _grid(work: LayerWorkload, cfg: GPUConfig) -> Grid:
+    g, spec, t, wb = work.gemm, work.spec, cfg.tile, cfg.word_bytes
+    B = cfg.batch
+    groups = work.groups
+    base_frac = spec.gate.base_channels / spec.in_shape[0] if work.gated else 1.0
+    ifmap = B * g.ifmap_footprint() * groups * wb.ifmap
+    filt = g.K * g.M * groups * wb.filter
+    ofmap = B * g.E * g.M * groups * wb.ofmap
+    tn = groups * math.ceil(g.M / t.n)
+    return Grid(
+        B=B, rows=B * g.E, cols=g.M * groups, tm=math.ceil(B * g.E / t.m), tn=tn,
+        it_full=math.ceil(g.K / t.k), it_base=math.ceil(g.K_base / t.k), it_cond=math.ceil(g.K_cond / t.k),
+        K=g.K, K_base=g.K_base, ifmap_base=ifmap * base_frac, ifmap_cond=ifmap * (1 - base_frac),
+        filter_base=g.K_base * g.M * groups * wb.filter, filter_cond=(g.K - g.K_base) * g.M * groups * wb.filter,
+        ofmap=ofmap, l2_fits=ifmap + filt + ofmap <= cfg.l2.mb * 2**20,
+    )
+
+
+def _residency(cfg: GPUConfig, tiles: int) -> int:
+    """Tiles resident per SM: the scheduler spreads tiles over SMs first, up to ``tiles_per_sm``."""
+    return max(1, min(cfg.tiles_per_sm, math.ceil(tiles / cfg.sms)))
+
+
+def _tile_cycles(cfg: GPUConfig, resident: int, iters: int, extra_bytes: float) -> tuple[float, bool]:
+    """Roofline of one tile on a slot (1/resident of an SM): tensor work vs operand + output
+    bytes at the SM's share of L2 bandwidth, plus the pipeline latency. -> (cycles, compute-bound)."""
+    t, wb = cfg.tile, cfg.word_bytes
+    compute = iters * t.m * t.n * t.k * resident / cfg.tensor_macs_per_sm_cycle
+    mem = (iters * t.k * (t.m * wb.ifmap + t.n * wb.filter) + extra_bytes) * resident * cfg.sms / cfg.l2.bytes_per_cycle
+    return max(compute, mem) + cfg.tile_latency_cycles, compute >= mem
+
+
+def _dram_bpc(cfg: GPUConfig) -> float:
+    return cfg.dram.bandwidth_gb_s * 1e3 / cfg.clock_mhz      # bytes per SM clock
+
+
+def _batches(n: int, B: int) -> np.ndarray:
+    """(ceil(n/B), B) image indices; the last batch is filled up with images from the start, so
+    every launch is full like the dense one (its extra images are not reported twice)."""
+    nb = -(-n // B)
+    return (np.arange(nb * B, dtype=np.int64) % n).reshape(nb, B)
+
+
+def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions: int) -> list[Figures]:
+    """Figures (per image, i.e. per launch / B) for each batch's (tn, tm) active-tile flags."""
+    t, wb, sp = cfg.tile, cfg.word_bytes, cfg.sparse
+    mode = sp.mode
+    T = grid.tiles
+    res = _residency(cfg, T)
+    slots = cfg.sms * res
+    out_tile = t.m * t.n * wb.ofmap
+    t_on, cb_on = _tile_cycles(cfg, res, grid.it_full, out_tile)
+    t_off, cb_off = _tile_cycles(cfg, res, grid.it_base, out_tile)
+    if mode == "compact":
+        t_on = t_off   # the first kernel runs the base part of every tile
+    n_act, rows_act, cols_act, outs_act, span = summarise(
+        flags, grid.rows, grid.cols, t.m, t.n, t_on, t_off, slots)
+    bpc = _dram_bpc(cfg)
+    launch = cfg.launch_us * cfg.clock_mhz
+    op_bytes = t.k * (t.m * wb.ifmap + t.n * wb.filter)
+    B = grid.B
+    figs = []
+    for j in range(flags.shape[0]):
+        A = int(n_act[j])
+        reread = 1 if grid.l2_fits else grid.tn
+        cond_share = rows_act[j] / grid.tm if grid.l2_fits else A / grid.tm
+        dram = {"dram_ifmap_read": grid.ifmap_base * reread + grid.ifmap_cond * cond_share,
+                "dram_filter_read": grid.filter_base + grid.filter_cond * cols_act[j] / grid.tn,
+                "dram_ofmap_write": grid.ofmap, "dram_mask_read": 0.0}
+        l2 = {"l2_ofmap_write": grid.ofmap, "l2_psum": 0.0, "l2_index": 0.0}
+        if mode == "compact":
+            iters = T * grid.it_base + A * grid.it_cond
+            # base kernel: every tile, base k-steps, writes every output
+            k1 = max(float(span[j]), (grid.ifmap_base * reread + grid.filter_base + grid.ofmap) / bpc)
+            # gather: read the gate decisions (1 bit each), write one index per active tile
+            mask_bytes = decisions / 8
+            dram["dram_mask_read"] = mask_bytes
+            gather = (mask_bytes + A * sp.index_bytes) / bpc
+            res_c = _residency(cfg, A)
+            psum_tile = 2 * t.m * t.n * sp.psum_bytes          # read-modify-write of partial sums
+            t_c, _ = _tile_cycles(cfg, res_c, grid.it_cond, psum_tile + sp.index_bytes)
+            span_c = math.ceil(A / (cfg.sms * res_c)) * t_c if A else 0.0
+            l2["l2_psum"] = A * psum_tile
+            l2["l2_index"] = 2 * A * sp.index_bytes
+            dram_c = grid.ifmap_cond * cond_share + grid.filter_cond * cols_act[j] / grid.tn
+            if not grid.l2_fits:
+                dram_c += A * psum_tile
+                dram["dram_ofmap_write"] += A * psum_tile
+            k3 = max(span_c, dram_c / bpc)
+            cycles = float(span[j]) + gather + span_c
+            total = k1 + gather + k3 + 3 * launch
+            dram_bound = float(k1 > span[j] or k3 > span_c)
+            kernels = 3
+            waves = math.ceil(T / slots) + (math.ceil(A / (cfg.sms * res_c)) if A else 0)
+        else:
+            iters = A * grid.it_full + (T - A) * grid.it_base
+            dram_cycles = sum(dram.values()) / bpc
+            cycles = float(span[j])
+            total = max(cycles, dram_cycles) + launch
+            dram_bound = float(dram_cycles > cycles)
+            kernels = 1
+            waves = math.ceil(T / slots)
+        l2["l2_ifmap_read"] = iters * t.k * t.m * wb.ifmap
+        l2["l2_filter_read"] = iters * t.k * t.n * wb.filter
+        macs = float(outs_act[j] * grid.K + (grid.rows * grid.cols - outs_act[j]) * grid.K_base)
+        tensor_macs = float(iters * t.m * t.n * t.k)
+        dram_total = sum(dram.values())
+        l2_total = sum(l2.values())
+        e = cfg.energy
+        energy = {"mac": tensor_macs * e.mac_pj,
+                  "smem": 2 * iters * op_bytes * e.smem_pj_per_byte,
+                  "l2": l2_total * e.l2_pj_per_byte,
+                  "dram": dram_total * 8 * e.dram_pj_per_bit,
+                  "static": e.static_w * total / cfg.clock_mhz * 1e6}
+        energy["total"] = sum(energy.values())
+        traffic = {**dram, **l2}
+        counters = {"tiles": float(T), "tiles_active": float(A), "waves": float(waves),
+                    "resident_per_sm": float(res), "idle_sm_fraction": max(0.0, 1 - T / cfg.sms),
+                    "kernels": float(kernels), "l2_fits": float(grid.l2_fits),
+                    "tile_compute_bound": float(cb_on if A else cb_off), "dram_bound": dram_bound,
+                    "tensor_macs": tensor_macs / B}
+        figs.append(Figures(cycles=cycles / B, total_cycles=total / B, macs=macs / B,
+                            energy_pj={k: v / B for k, v in energy.items()},
+                            traffic_bytes={k: v / B for k, v in traffic.items()}, counters=counters))
+    return figs
+
+
+def _all_on(grid: Grid) -> np.ndarray:
+    return np.ones((1, grid.tn, grid.tm), dtype=np.bool_)
+
+
+def _decisions(work: LayerWorkload, B: int) -> int:
+    return int(np.prod(work.spec.gate_grid(B))) if work.gated else 0
+
+
+def dense(work: LayerWorkload, cfg: GPUConfig) -> Figures:
+    """The plain implicit-GEMM kernel: every tile runs the whole reduction."""
+    dense_cfg = cfg if cfg.sparse.mode == "dense" else cfg.model_copy(update={"sparse": cfg.sparse.model_copy(
+        update={"mode": "dense"})})
+    grid = _grid(work, dense_cfg)
+    return _figures_per_batch(grid, dense_cfg, _all_on(grid), 0)[0]
+
+
+def sparse(work: LayerWorkload, cfg: GPUConfig, gate_masks: np.ndarray | None,
+           act_masks: np.ndarray | None = None, act_density: float | None = None) -> list[Figures]:
+    """Per image, from the real gate masks (input zeros are not exploited: tensor cores multiply
+    dense fragments, so ``act_masks`` / ``act_density`` are ignored)."""
+    if gate_masks is None or cfg.sparse.mode == "dense":
+        d = dense(work, cfg)
+        return [d] * (1 if gate_masks is None else gate_masks.shape[0])
+    grid = _grid(work, cfg)
+    n = gate_masks.shape[0]
+    masks = np.ascontiguousarray(gate_masks.reshape(n, gate_masks.shape[1], -1))
+    idx = _batches(n, grid.B)
+    flags = active_tiles(masks, idx, cfg.tile.m, cfg.tile.n)
+    per_batch = _figures_per_batch(grid, cfg, flags, _decisions(work, grid.B))
+    return [per_batch[i // grid.B] for i in range(n)]
+
+
+def granularity(work: LayerWorkload, cfg: GPUConfig) -> str:
+    t, mode = cfg.tile, cfg.sparse.mode
+    if not work.gated:
+        return "none (ungated)"
+    if mode == "dense":
+        return "none (dense kernel)"
+    what = "predicated k-loop" if mode == "predicated" else "compacted tile list"
+    return f"thread-block tile {t.m} px x {t.n} ch ({what})"

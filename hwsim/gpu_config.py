@@ -1,0 +1,93 @@
+"""Configuration of the GPU model (``model: gpu``); every field is described in docs/hwsim-gpu.md.
+
+Kept next to the model (registered in ``hwsim.config.CONFIG_CLASSES``). Figures in the shipped
+YAML files come from NVIDIA's A100 / H100 whitepapers and datasheets; this class only checks
+that a combination can exist (a tile that fits shared memory, an MMA-aligned tile, compact mode
+with the costs it needs).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hwsim.config import AccelConfig, Dram, PerOperandInt, _Strict
+from hwsim.errors import HwsimError
+
+# FP16/BF16 mma.sync shape m16n8k16 (PTX ISA): a thread-block tile is a whole number of them
+MMA_M, MMA_N, MMA_K = 16, 8, 16
+
+
+class Tile(_Strict):
+    """Thread-block tile of the implicit GEMM: output pixels x output channels x reduction step."""
+
+    m: int = Field(gt=0, le=1024)
+    n: int = Field(gt=0, le=1024)
+    k: int = Field(gt=0, le=1024)
+
+
+class L2(_Strict):
+    mb: float = Field(gt=0, description="L2 capacity, MiB")
+    bytes_per_cycle: float = Field(gt=0, description="L2 -> SM bandwidth, bytes per SM clock, whole chip")
+
+
+class GPUSparse(_Strict):
+    mode: Literal["dense", "predicated", "compact"]
+    index_bytes: int | None = Field(default=None, gt=0, le=16)    # compact: one active-tile index
+    psum_bytes: int | None = Field(default=None, gt=0, le=8)      # compact: one partial sum (scatter-add)
+
+
+class GPUEnergy(_Strict):
+    source: str = Field(min_length=1)
+    process_nm: float = Field(gt=0)
+    mac_pj: float = Field(gt=0)               # one tensor-core FP16 multiply-accumulate
+    smem_pj_per_byte: float = Field(gt=0)     # shared-memory byte written or read
+    l2_pj_per_byte: float = Field(gt=0)       # L2 byte moved to/from an SM
+    dram_pj_per_bit: float = Field(gt=0)      # HBM access + interface
+    static_w: float = Field(ge=0)             # power drawn whatever the work (leakage, clocks, fans off)
+
+
+class GPUConfig(AccelConfig):
+    model: Literal["gpu"]
+    sms: int = Field(gt=0, le=1024)
+    tensor_macs_per_sm_cycle: int = Field(gt=0, le=1 << 16)
+    smem_kb_per_sm: float = Field(gt=0)
+    tile: Tile
+    stages: int = Field(gt=0, le=16)
+    tiles_per_sm: int = Field(gt=0, le=64)
+    word_bytes: PerOperandInt
+    l2: L2
+    dram: Dram
+    launch_us: float = Field(ge=0)
+    tile_latency_cycles: float = Field(ge=0)
+    batch: int = Field(gt=0, le=65536)
+    sparse: GPUSparse
+    energy: GPUEnergy
+
+    def peak_macs_per_cycle(self) -> float:
+        return float(self.sms * self.tensor_macs_per_sm_cycle)
+
+    def describe(self) -> str:
+        t = self.tile
+        return f"gpu {self.sms} SMs, tile {t.m}x{t.n}x{t.k}, batch {self.batch}, sparse mode {self.sparse.mode}"
+
+    def smem_bytes_per_tile(self) -> int:
+        """Operand staging of one resident tile: ``stages`` buffers of an A (m x k) and B (k x n) slice."""
+        t = self.tile
+        return self.stages * t.k * (t.m * self.word_bytes.ifmap + t.n * self.word_bytes.filter)
+
+    def check(self, source: str) -> None:
+        t = self.tile
+        for fld, val, step in (("tile.m", t.m, MMA_M), ("tile.n", t.n, MMA_N), ("tile.k", t.k, MMA_K)):
+            if val % step:
+                raise HwsimError(source, fld, f"{val} is not a multiple of {step} (FP16 MMA shape m16n8k16)")
+        need = self.tiles_per_sm * self.smem_bytes_per_tile()
+        have = self.smem_kb_per_sm * 1024
+        if need > have:
+            raise HwsimError(source, "tiles_per_sm",
+                             f"{self.tiles_per_sm} resident tiles x {self.smem_bytes_per_tile()} B of staged operands "
+                             f"(stages x k x (m+n) x word) = {need} B exceed smem_kb_per_sm = {have:.0f} B")
+        if self.sparse.mode == "compact":
+            for fld in ("index_bytes", "psum_bytes"):
+                if getattr(self.sparse, fld) is None:
+                    raise HwsimError(source, f"sparse.{fld}", "required by mode 'compact' (a cost of compaction)")
