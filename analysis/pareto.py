@@ -152,7 +152,13 @@ def best_gate_structure(records: Any, tolerance: float = 0.01, accuracy: str = "
 
 
 def _unit_pairs(row: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(k[:-4], k) for k in row if k.endswith("_run") and k[:-4] in row]
+    """(units, units executed) counter pairs: systolic ``folds``/``folds_run``, GPU ``tiles``/``tiles_active``."""
+    pairs = []
+    for k in row:
+        for suffix in ("_run", "_active"):
+            if k.endswith(suffix) and k[: -len(suffix)] in row:
+                pairs.append((k[: -len(suffix)], k))
+    return pairs
 
 
 def layer_losses(layer: Mapping[str, Any]) -> dict[str, float]:
