@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analysis.pareto import pareto_mask
+from analysis.pareto import as_float, pareto_mask
 
 TEMPLATE = "plotly_white"
 ACCEL_PALETTE = qualitative.Plotly + qualitative.D3
@@ -30,14 +30,7 @@ OUTCOME_COLUMNS = ("speedup", "flops_reduction", "time_us", "energy_pj", "energy
 LOG_RATIO = 30.0  # a cost axis spanning more than this factor is drawn in log scale
 
 
-def num(value: Any) -> float:
-    """A finite or non-finite float, NaN for None/bool/strings."""
-    if value is None or isinstance(value, (bool, str)):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+num = as_float  # a float, NaN for None/bool/strings (shared with analysis.pareto)
 
 
 def _fmt(value: Any) -> str:

@@ -26,9 +26,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from hwsim.config import CONFIG_CLASSES, AccelConfig, parse_config
+from hwsim.config import CONFIG_CLASSES, AccelConfig, load_yaml, parse_config
 from hwsim.errors import HwsimError
 
 
@@ -103,18 +102,7 @@ def parse_grid(data: Any, source: str) -> Grid:
 
 
 def load_grid(path: str | Path) -> Grid:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HwsimError(str(path), "file", "not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HwsimError(str(path), "file", f"unreadable ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise HwsimError(str(path), f"line {mark.line + 1}" if mark is not None else "yaml", "invalid YAML") from None
+    data = load_yaml(path)
     return parse_grid(data, str(path))
 
 

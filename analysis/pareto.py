@@ -40,7 +40,7 @@ STRUCTURE = ("gate_method", "gate_S", "gate_b", "gate_G", "target_reduction", "g
 LOSSES = ("granularity", "imbalance", "overhead", "memory")
 
 
-def _number(value: Any) -> float:
+def as_float(value: Any) -> float:
     if value is None or isinstance(value, (bool, str)):
         return math.nan
     try:
@@ -96,11 +96,11 @@ def pareto_front(records: Any, objectives: Mapping[str, str] = DEFAULT_OBJECTIVE
         for col in objectives:
             if all(col not in r for r in rows):
                 raise HwsimError("pareto", col, "no such column in the records")
-    values = np.array([[_number(r.get(c)) for c in objectives] for r in rows], dtype=float).reshape(len(rows), -1)
+    values = np.array([[as_float(r.get(c)) for c in objectives] for r in rows], dtype=float).reshape(len(rows), -1)
     mask = pareto_mask(values, maximize)
     front = [rows[i] for i in np.flatnonzero(mask)]
     first = next(iter(objectives))
-    return sorted(front, key=lambda r: _number(r.get(first)), reverse=maximize[0])
+    return sorted(front, key=lambda r: as_float(r.get(first)), reverse=maximize[0])
 
 
 def _group(rows: Iterable[dict], by: Sequence[str]) -> dict[tuple, list[dict]]:
@@ -129,8 +129,8 @@ def best_gate_structure(records: Any, tolerance: float = 0.01, accuracy: str = "
     for key, rows in _group(to_records(records), by).items():
         cands = []
         for skey, srows in _group(rows, structure).items():
-            acc = np.array([_number(r.get(accuracy)) for r in srows])
-            cst = np.array([_number(r.get(cost)) for r in srows])
+            acc = np.array([as_float(r.get(accuracy)) for r in srows])
+            cst = np.array([as_float(r.get(cost)) for r in srows])
             ok = np.isfinite(acc) & np.isfinite(cst)
             if not ok.any():
                 continue
@@ -163,24 +163,24 @@ def _unit_pairs(row: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def layer_losses(layer: Mapping[str, Any]) -> dict[str, float]:
     """The loss terms of one layer row (cycles per image); see the module docstring."""
-    D, Dc = _number(layer.get("dense_total_cycles")), _number(layer.get("dense_cycles"))
-    T, C = _number(layer.get("total_cycles")), _number(layer.get("cycles"))
-    dense_macs, needed = _number(layer.get("dense_macs")), _number(layer.get("needed_macs"))
+    D, Dc = as_float(layer.get("dense_total_cycles")), as_float(layer.get("dense_cycles"))
+    T, C = as_float(layer.get("total_cycles")), as_float(layer.get("cycles"))
+    dense_macs, needed = as_float(layer.get("dense_macs")), as_float(layer.get("needed_macs"))
     if not all(map(math.isfinite, (D, Dc, T, C, dense_macs, needed))):
         raise HwsimError("layers", f"layer {layer.get('layer')!r}",
                          "needs dense_total_cycles, dense_cycles, total_cycles, cycles, dense_macs, needed_macs")
     f = needed / dense_macs if dense_macs else 1.0
     compute = C - Dc * f
-    pairs = [(u, r) for u, r in _unit_pairs(layer) if _number(layer.get(u)) > 0]
+    pairs = [(u, r) for u, r in _unit_pairs(layer) if as_float(layer.get(u)) > 0]
     if pairs:
-        e = float(np.mean([_number(layer[r]) / _number(layer[u]) for u, r in pairs]))
+        e = float(np.mean([as_float(layer[r]) / as_float(layer[u]) for u, r in pairs]))
         # units that ran, as compute time; never more than the compute time actually lost
         granularity = min(max(0.0, Dc * (e - f)), max(0.0, compute))
     else:
         e = C / Dc if Dc else 1.0
         granularity = 0.0
-    imbalance = sum(_number(v) for k, v in layer.items()
-                    if "imbalance" in k and "cycles" in k and math.isfinite(_number(v)))
+    imbalance = sum(as_float(v) for k, v in layer.items()
+                    if "imbalance" in k and "cycles" in k and math.isfinite(as_float(v)))
     return {"dense_cycles": D, "ideal_cycles": D * f, "realised_cycles": T,
             "granularity": granularity, "imbalance": imbalance, "overhead": compute - granularity - imbalance,
             "memory": (T - C) - (D - Dc) * f, "executed_units": Dc * e, "dense_compute_cycles": Dc,
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         for col in (args.accuracy, args.cost):
             if col not in points[0]:
                 raise HwsimError(f"{args.sweep}/points.csv", col, "no such column")
-        if all(_number(r.get(args.accuracy)) != _number(r.get(args.accuracy)) for r in points):
+        if all(as_float(r.get(args.accuracy)) != as_float(r.get(args.accuracy)) for r in points):
             raise HwsimError(f"{args.sweep}/points.csv", args.accuracy, "no point has a value (try --accuracy knn_top1)")
         objectives = {args.accuracy: "max", "time_us": "min", "energy_pj": "min"}
         blocks = []

@@ -200,6 +200,11 @@ def parse_config(data: Any, source: str) -> AccelConfig:
 
 
 def load_config(path: str | os.PathLike) -> AccelConfig:
+    return parse_config(load_yaml(path), str(path))
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file's data; a missing, unreadable or invalid file is a one-line HwsimError."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -213,4 +218,4 @@ def load_config(path: str | os.PathLike) -> AccelConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "yaml"
         raise HwsimError(str(path), where, "invalid YAML") from None
-    return parse_config(data, str(path))
+    return data

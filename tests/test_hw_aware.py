@@ -3,7 +3,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from cdg.config import load_config
 from cdg.errors import UserError
