@@ -41,6 +41,17 @@ def format_table(run: RunResult) -> str:
     return "\n".join(lines)
 
 
+def format_granularity(run: RunResult) -> str:
+    """Per layer: the unit of work this hardware can skip, and the share of the trace's gated-off
+    work it turned into saved cycles (the granularity mapping)."""
+    width = max(len(r.name) for r in run.layers)
+    lines = [f"{'layer':<{width}}  {'flops_x':>8}  {'speedup':>8}  {'realised':>8}  skip granularity"]
+    for r in run.layers:
+        realised = "-" if math.isnan(r.zero_work_removed) else f"{r.zero_work_removed:.1%}"
+        lines.append(f"{r.name:<{width}}  {r.flops_reduction:>8.3f}  {r.speedup:>8.3f}  {realised:>8}  {r.granularity}")
+    return "\n".join(lines)
+
+
 def _clean(v):
     if isinstance(v, np.generic):
         v = v.item()

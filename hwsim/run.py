@@ -14,7 +14,7 @@ from hwsim.api import simulate_network, simulate_trace
 from hwsim.config import load_config
 from hwsim.errors import HwsimError, cli_entry
 from hwsim.networks import NETWORKS
-from hwsim.report import format_table, write_outputs
+from hwsim.report import format_granularity, format_table, write_outputs
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparse-mode", choices=("gate", "skip", "compact"), help="override a systolic config's sparse.mode")
     p.add_argument("--out", help="directory for hwsim_layers.csv and hwsim.json")
     p.add_argument("--quiet", action="store_true", help="print totals only")
+    p.add_argument("--granularity", action="store_true",
+                   help="also print, per layer, the skip granularity and the share of gated-off work it realised")
     return p
 
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         run = simulate_network(args.network, cfg)
     table = format_table(run)
     print("\n".join(table.splitlines()[-1:]) if args.quiet else table)
+    if args.granularity:
+        print("\n" + format_granularity(run))
     if args.out:
         csv_path, json_path = write_outputs(run, args.out)
         print(f"wrote {csv_path} and {json_path}")

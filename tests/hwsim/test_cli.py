@@ -73,3 +73,18 @@ def test_hwsim_never_imports_torch_or_cdg():
             "or m.startswith('cdg.')]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_granularity_report_names_each_layers_skip_unit(tmp_path):
+    trace = write_trace(tmp_path / "trace", n_images=2)
+    r = run("--accel", "accel_configs/systolic_32x32_os.yaml", "--trace", str(trace), "--quiet", "--granularity")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[2:] if line.strip()}
+    assert rows["g1"].endswith("fold of 32x32 outputs") and "%" in rows["g1"]
+    assert rows["stem"].endswith("none (ungated)")
+
+
+def test_systolic_overrides_are_refused_for_other_models(tmp_path):
+    trace = write_trace(tmp_path / "trace", n_images=2)
+    r = run("--accel", "accel_configs/gpu_a100.yaml", "--trace", str(trace), "--dataflow", "ws")
+    _assert_one_line_error(r, "gpu_a100.yaml", "--dataflow")
