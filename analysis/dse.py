@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
 from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
 from hwsim.config import AccelConfig, load_config
-from hwsim.errors import HwsimError
+from hwsim.errors import HwsimError, cli_entry
 from hwsim.fileio import atomic_open, atomic_write_json
 
 JOURNAL = "journal.jsonl"
@@ -510,29 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cli(func: Callable) -> Callable:
-    """HwsimError -> one line, exit 2; Ctrl-C -> one line saying the journal is kept, exit 130."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except HwsimError as exc:
-            print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
-        except BrokenPipeError:
-            sys.stderr.close()
-            raise SystemExit(0) from None
-        except KeyboardInterrupt:
-            print("interrupted: computed points are kept in the journal; re-run the same command to resume",
-                  file=sys.stderr, flush=True)
-            raise SystemExit(130) from None
-
-    return wrapper
-
-
-@cli
+@cli_entry(interrupted="interrupted: computed points are kept in the journal; re-run the same command to resume")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers is not None and args.workers < 1:

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from analysis.results import load_sweep, to_records
-from hwsim.errors import HwsimError
+from hwsim.errors import HwsimError, cli_entry
 
 DEFAULT_OBJECTIVES = {"linear_top1": "max", "time_us": "min", "energy_pj": "min"}
 STRUCTURE = ("gate_method", "gate_S", "gate_b", "gate_G", "target_reduction", "gate_branches", "gate_align_weight")
@@ -253,9 +253,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.dse import cli
-
-    @cli
+    @cli_entry
     def run() -> int:
         p = _Parser(prog="python -m analysis.pareto", description=__doc__.splitlines()[0])
         p.add_argument("--sweep", required=True, help="sweep directory written by python -m analysis.dse")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+import abc
 import importlib
 from typing import Any, Literal
 
@@ -109,9 +110,9 @@ class AccelConfig(_Strict):
     model: str
     clock_mhz: float = Field(gt=0)
 
+    @abc.abstractmethod
     def peak_macs_per_cycle(self) -> float:
         """MACs the machine can complete per cycle at full use (for utilisation)."""
-        raise NotImplementedError
 
     def describe(self) -> str:
         """Short mode string for reports (e.g. ``os, sparse compact``)."""

@@ -29,21 +29,26 @@ class HwsimError(Exception):
         return " ".join(str(self).split())
 
 
-def cli_entry(func: F) -> F:
-    """Run ``func``; turn a :class:`HwsimError` into one stderr line and exit code 2."""
+def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing was written"):
+    """Run ``func``; turn a :class:`HwsimError` into one stderr line and exit code 2, Ctrl-C
+    into the one line ``interrupted`` and exit code 130. Use as ``@cli_entry`` or
+    ``@cli_entry(interrupted="...")``."""
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except HwsimError as exc:
-            print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
-            raise SystemExit(EXIT_USER_ERROR) from None
-        except BrokenPipeError:  # output piped into e.g. `head`
-            sys.stderr.close()
-            raise SystemExit(0) from None
-        except KeyboardInterrupt:
-            print("interrupted: nothing was written", file=sys.stderr, flush=True)
-            raise SystemExit(130) from None
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            try:
+                return f(*args, **kwargs)
+            except HwsimError as exc:
+                print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
+                raise SystemExit(EXIT_USER_ERROR) from None
+            except BrokenPipeError:  # output piped into e.g. `head`
+                sys.stderr.close()
+                raise SystemExit(0) from None
+            except KeyboardInterrupt:
+                print(interrupted, file=sys.stderr, flush=True)
+                raise SystemExit(130) from None
 
-    return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
