@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hwsim.kernels import heap_replace_root
+
 
 @njit(cache=True)
 def active_tiles(masks, images, bm, bn):
@@ -49,20 +51,7 @@ def greedy_makespan(active, t_on, t_off, slots):
     tn, tm = active.shape
     for a in range(tn):
         for t in range(tm):
-            v = heap[0] + (t_on if active[a, t] else t_off)
-            pos = 0
-            while True:  # replace the root and sift down
-                c = 2 * pos + 1
-                if c >= slots:
-                    break
-                if c + 1 < slots and heap[c + 1] < heap[c]:
-                    c += 1
-                if heap[c] < v:
-                    heap[pos] = heap[c]
-                    pos = c
-                else:
-                    break
-            heap[pos] = v
+            heap_replace_root(heap, heap[0] + (t_on if active[a, t] else t_off))
     return heap.max()
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from hwsim.kernels import heap_replace_root
+
 EPS = 1e-9   # expected (float) work: 6.000000001 MACs must not cost an extra cycle
 
 
@@ -178,20 +180,6 @@ def dynamic_queue(gate, base, cond, m_group, n, pes, mpp, unit, dispatch, wo,
                 c = np.ceil(w / mpp - EPS) + dec * dec_cycles + dispatch
                 macs[i] += w
                 busy[i] += c
-                # replace the root (earliest-free PE) and sift down
-                v = heap[0] + c
-                j = 0
-                while True:
-                    l = 2 * j + 1
-                    if l >= pes:
-                        break
-                    r = l + 1
-                    k = r if (r < pes and heap[r] < heap[l]) else l
-                    if heap[k] < v:
-                        heap[j] = heap[k]
-                        j = k
-                    else:
-                        break
-                heap[j] = v
+                heap_replace_root(heap, heap[0] + c)   # the earliest-free PE takes the unit
         cycles[i] = heap.max()
     return cycles, busy, macs
