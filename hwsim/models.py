@@ -11,7 +11,9 @@ config's ``model`` field:
     ``act_masks``: bool (n_a, C_in, H_in, W_in), 1 = non-zero input activation, or None;
     ``act_density``: the trace's mean non-zero fraction of the input (statistics), or None.
     Models that do not exploit input zeros ignore both. With all gates on and no activation
-    information the result must equal ``dense``;
+    information the result must equal ``dense``. Without gate masks (an ungated layer) return
+    ONE Figures, the exact mean over the activation images: the API aligns every layer with the
+    gate-mask images and repeats one-image layers;
 ``granularity(work, cfg) -> str``
     the unit of work the hardware can skip for this layer (e.g. ``fold 32x32 outputs``).
 

@@ -11,7 +11,9 @@ ablation (same directory name, so it is reused when already trained); the hardwa
 ``gate.hw_aware=<accel>``. Each finished run's trace is simulated on ``--accel``; the table gives
 linear-probe top-1, the FLOPs reduction measured on the evaluation split, and the simulated
 speed-up (cycles of the same layers with no sparsity exploited / cycles with the run's real masks),
-mean ± std over seeds, with Welch p-values of the hardware-aware arm against the FLOPs-only arm.
+mean ± std over seeds, with Welch p-values of the hardware-aware arm against the FLOPs-only arm,
+then, for the first seed of each arm, where the cycles go per stage (share of the dense cycles
+and MACs, FLOPs reduction and cycle saving).
 """
 from __future__ import annotations
 
@@ -33,6 +35,24 @@ def simulated(run_dir: Path, accel: str) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"linear": summary["linear_top1"] * 100, "flops": summary["reduction"], "speedup": totals["speedup"],
             "realised": totals["zero_work_removed"]}
+
+
+def stage_table(run_dir: Path, accel: str) -> list[str]:
+    """Per stage (conv1, layer1..4): dense-cycle share, MAC share, FLOPs reduction, cycles saved."""
+    run = simulate_trace(run_dir / "trace", accel)
+    total_cycles = sum(r.dense_total_cycles for r in run.layers)
+    total_macs = sum(r.dense_macs for r in run.layers)
+    stages: dict[str, list] = {}
+    for r in run.layers:
+        stages.setdefault(r.name.split(".")[0], []).append(r)
+    lines = []
+    for stage, rows in stages.items():
+        dense_c = sum(r.dense_total_cycles for r in rows)
+        dense_m = sum(r.dense_macs for r in rows)
+        lines.append(f"| {stage} | {100 * dense_c / total_cycles:.1f} % | {100 * dense_m / total_macs:.1f} % | "
+                     f"{dense_m / sum(r.needed_macs for r in rows):.2f}x | "
+                     f"{100 * (1 - sum(r.total_cycles for r in rows) / dense_c):.1f} % |")
+    return lines
 
 
 def fmt(values: list[float], digits: int = 2, suffix: str = "") -> str:
@@ -82,6 +102,10 @@ def main() -> None:
               f"{fmt([100 * v for v in col('realised')], 1, '%')} | "
               f"{'-' if same else welch(col('linear'), [r['linear'] for r in ref])} | "
               f"{'-' if same else welch(col('speedup'), [r['speedup'] for r in ref])} |")
+    for label, ds in dirs.items():
+        print(f"\nPer stage, {ds[0].name} on {Path(args.accel).stem} (shares of the dense run)")
+        print("| stage | dense cycles | MACs | FLOPs reduction | cycles saved |\n|---|---|---|---|---|")
+        print("\n".join(stage_table(ds[0], args.accel)))
 
 
 if __name__ == "__main__":
