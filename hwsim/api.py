@@ -270,7 +270,7 @@ def _simulate(layers: Sequence[LayerSpec], cfg: AccelConfig, get_inputs: Callabl
     specs = [validate_layer(s, source) for s in layers]
     validate_layer_table(specs, source)
     build_graph(specs, source)
-    live = live_bytes(specs, _ofmap_word_bytes(cfg))
+    live = live_bytes(specs, cfg.word_bytes.ofmap)
     results = []
     for spec in tqdm(specs, desc=f"hwsim {cfg.name}", unit="layer", leave=False,
                      disable=len(specs) < 8 or not sys.stderr.isatty()):
@@ -284,11 +284,6 @@ def _simulate(layers: Sequence[LayerSpec], cfg: AccelConfig, get_inputs: Callabl
             r.cycles_per_image = np.full(n_images, r.total_cycles)
     return RunResult(cfg.name, cfg.model, cfg.describe(), dense_run, n_images, results,
                      cfg.peak_macs_per_cycle(), mask_source)
-
-
-def _ofmap_word_bytes(cfg: AccelConfig) -> int:
-    wb = getattr(cfg, "word_bytes", None)
-    return int(getattr(wb, "ofmap", 1)) if wb is not None else 1
 
 
 STATS_IMAGES = 32   # images drawn for the statistics path

@@ -109,6 +109,7 @@ class AccelConfig(_Strict):
     name: str = Field(min_length=1)
     model: str
     clock_mhz: float = Field(gt=0)
+    word_bytes: PerOperandInt     # bytes per ifmap / filter / ofmap word (activation footprints too)
 
     @abc.abstractmethod
     def peak_macs_per_cycle(self) -> float:
@@ -136,7 +137,6 @@ class SystolicConfig(AccelConfig):
     array: ArrayShape
     dataflow: Literal["os", "ws", "is"]
     sram_kb: PerOperandFloat
-    word_bytes: PerOperandInt
     dram: Dram
     sparse: Sparse
     energy: Energy

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hwsim.config import AccelConfig, Dram, PerOperandInt, _Strict
+from hwsim.config import AccelConfig, Dram, _Strict
 from hwsim.errors import HwsimError
 
 # FP16/BF16 mma.sync shape m16n8k16 (PTX ISA): a thread-block tile is a whole number of them
@@ -55,7 +55,6 @@ class GPUConfig(AccelConfig):
     tile: Tile
     stages: int = Field(gt=0, le=16)
     tiles_per_sm: int = Field(gt=0, le=64)
-    word_bytes: PerOperandInt
     l2: L2
     dram: Dram
     launch_us: float = Field(ge=0)

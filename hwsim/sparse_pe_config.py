@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from hwsim.config import AccelConfig, Dram, Energy, PerOperandFloat, PerOperandInt, _Strict
+from hwsim.config import AccelConfig, Dram, Energy, PerOperandFloat, _Strict
 from hwsim.errors import HwsimError
 
 
@@ -50,7 +50,6 @@ class SparsePEConfig(AccelConfig):
     run_bits: int | None = Field(default=None, ge=1, le=32)
     gate_decision: GateDecision
     sram_kb: PerOperandFloat
-    word_bytes: PerOperandInt
     dram: Dram
     energy: Energy
 
