@@ -3,6 +3,7 @@
     python bench/train_step.py                       # default digits-sized model on CPU (+ CUDA if present)
     python bench/train_step.py --arch resnet18 --width 1.0 --image-size 32 --batch 256 --device cuda
     python bench/train_step.py --gates none cdg cgnet fbs dgnet --methods simclr
+    python bench/train_step.py --compile             # torch.compile the model, as train.compile does
 
 One step = two-view augmentation + forward + backward + optimiser step (+ EMA update),
 the same code path as ``cdg.train`` (gated runs: with the gates on at their target).
@@ -53,6 +54,7 @@ def build_step(method: str, gate: str, args, device: torch.device):
         model.to(memory_format=torch.channels_last)
     augment = build_augment(cfg, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)).to(device)
     optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size)
+    forward = torch.compile(model) if args.compile else model  # as cdg.train does with train.compile
     stored = args.image_size if args.image_size < 64 else int(args.image_size * 256 / 224)
     images = torch.randint(0, 256, (args.batch, 3, stored, stored), dtype=torch.uint8, device=device)
 
@@ -70,7 +72,7 @@ def build_step(method: str, gate: str, args, device: torch.device):
         if controller is not None:
             controller.begin_step(epoch=50.0)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            out = model(v1, v2)
+            out = forward(v1, v2)
         loss = out.loss
         if controller is not None:
             gate_loss, _ = controller.loss(epoch=50.0)
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))

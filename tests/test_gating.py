@@ -29,6 +29,7 @@ from cdg.gating import (
 )
 from cdg.gating.accounting import conv_out_hw
 from cdg.gating.layers import block_weights, cdg_decisions, cdg_gate, expand_decisions, spatial_fraction
+import cdg.gating.layers as gating_layers
 from cdg.models.resnet import ConvSpec, ResNet
 
 METHODS = ("cdg", "cgnet", "fbs", "dgnet")
@@ -144,26 +145,66 @@ def test_cdg_matches_its_definition_with_pooled_standardised_saliency():
 
 
 @pytest.mark.parametrize("block, hw", [((1, 1, 1), (5, 6)), ((4, 2, 2), (7, 5)), ((2, 3, 3), (4, 4)), ((8, 1, 1), (3, 3))])
-def test_fused_cdg_backward_equals_autograd_of_the_straight_through_definition(block, hw):
+@pytest.mark.parametrize("density_from", ["output", "g"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_fused_cdg_backward_equals_autograd_of_the_straight_through_definition(
+    block, hw, density_from, layout, chunked, monkeypatch
+):
+    """The fused node's gradients, whether the density term reaches it through its ρ output or
+    through g, in one chunk or (``CHUNK_BYTES`` tiny) one sample at a time."""
+    if chunked:
+        monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
     torch.manual_seed(2)
     n, c = 3, 8
-    y_base = torch.randn(n, c, *hw, requires_grad=True)
-    y_cond = torch.randn(n, c, *hw, requires_grad=True)
+    y_base = torch.randn(n, c, *hw).contiguous(memory_format=layout).requires_grad_()
+    y_cond = torch.randn(n, c, *hw).contiguous(memory_format=layout).requires_grad_()
     thr = (0.5 * torch.randn(c // block[0])).requires_grad_()
-    w = torch.randn(n, c, *hw)
+    w = torch.randn(n, c, *hw) + 0.5  # a non-zero mean makes the affine folding of the backward matter
     weights = block_weights(hw, block[1], block[2], "cpu")
 
     def loss(y, g):
         return (y * w).sum() + 3.0 * spatial_fraction(g, weights).sum()
 
-    y, g = cdg_gate(y_base, y_cond, thr, block, alpha=4.0)
-    fused = torch.autograd.grad(loss(y, g), (y_base, y_cond, thr))
+    y, g, density = cdg_gate(y_base, y_cond, thr, block, alpha=4.0)
+    torch.testing.assert_close(density, spatial_fraction(g, weights))
+    fused_loss = (y * w).sum() + 3.0 * density.sum() if density_from == "output" else loss(y, g)
+    fused = torch.autograd.grad(fused_loss, (y_base, y_cond, thr))
     g_ref = cdg_decisions(y_base, thr, block, alpha=4.0)
     y_ref = y_base + expand_decisions(g_ref, *block, hw) * y_cond
     ref = torch.autograd.grad(loss(y_ref, g_ref), (y_base, y_cond, thr))
     assert torch.equal(y, y_ref) and torch.equal(g, g_ref)
     for a, r in zip(fused, ref):
         torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("needs", ["base", "cond", "threshold"])
+def test_fused_cdg_backward_with_only_some_inputs_needing_gradients(needs, monkeypatch):
+    monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+    torch.manual_seed(3)
+    y_base, y_cond, thr = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5), 0.3 * torch.randn(4)
+    leaf = {"base": y_base, "cond": y_cond, "threshold": thr}[needs].requires_grad_()
+    w = torch.randn(3, 4, 5, 5)
+    y, g, density = cdg_gate(y_base, y_cond, thr, (1, 1, 1), alpha=4.0)
+    (fused,) = torch.autograd.grad((y * w).sum() + density.sum(), leaf)
+    g_ref = cdg_decisions(y_base, thr, (1, 1, 1), alpha=4.0)
+    y_ref = y_base + g_ref * y_cond
+    (ref,) = torch.autograd.grad((y_ref * w).sum() + spatial_fraction(g_ref, None).sum(), leaf)
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("block", [(1, 1, 1), (2, 2, 2)])
+def test_eval_gate_in_place_equals_the_training_forward(block):
+    torch.manual_seed(4)
+    y_base, y_cond, thr = torch.randn(5, 6, 7, 7), torch.randn(5, 6, 7, 7), 0.3 * torch.randn(6 // block[0])
+    trained = cdg_gate(y_base.clone().requires_grad_(), y_cond, thr, block, alpha=4.0)
+    with torch.no_grad():
+        in_place = y_base.clone()
+        evaluated = cdg_gate(in_place, y_cond, thr, block, alpha=4.0)
+    assert evaluated[0].data_ptr() == in_place.data_ptr()  # no new full-size output
+    for a, b in zip(trained, evaluated):
+        assert torch.equal(a.detach(), b)
+    assert 0 < evaluated[1].mean() < 1
 
 
 # ----------------------------------------------------------------------------- gradients

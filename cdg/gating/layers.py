@@ -44,10 +44,13 @@ DDP without ``find_unused_parameters`` is happy. In eval mode the gates are the 
 threshold decisions, deterministic.
 
 Implementation notes. Gate decisions are made in float32 (float64 for float64 inputs) even
-under ``torch.autocast``; Y keeps the conv dtype. CDG's gate, gated sum and their backward are
-one autograd node (``_CDGGate``) whose backward is checked against autograd of the plain
-straight-through definition (``cdg_decisions``) in the tests; it allocates only the two
-full-size gradients it returns (S = b = 1) and never materialises a full-size gate when S > 1
+under ``torch.autocast``; Y keeps the conv dtype. CDG's gate, gated sum, per-sample density
+and their backward are one autograd node (``_CDGGate``) whose backward is checked against
+autograd of the plain straight-through definition (``cdg_decisions``) in the tests. For
+unstructured gates (S = b = 1, the default) its backward works through the batch in
+cache-sized chunks (``CHUNK_BYTES``), with the standardisation backward folded into three
+passes, and allocates only the two full-size gradients it returns; it never materialises a
+full-size gate when S > 1
 (channel blocks are broadcast). Memory per gated layer kept for backward: Y_cond, the gate at
 channel-block resolution and the pooled saliency. Without gradients (eval) the gated sum
 accumulates into Y_base in place. The forward has no data-dependent Python control flow
@@ -301,50 +304,66 @@ def gated_sum(y_base: torch.Tensor, y_cond: torch.Tensor, g: torch.Tensor, block
 
 
 class _CDGGate(torch.autograd.Function):
-    """CDG's gate and gated sum in one autograd node, written for speed on CPU, where every fresh
-    full-size tensor costs page faults: the backward allocates only its two full-size gradients
-    (plus decision-level temporaries), the forward only g and Y.
+    """CDG's gate, gated sum and gate density in one autograd node, written for speed on CPU, where
+    every full-size pass over memory counts: the forward makes five (two statistics, g, its count,
+    Y), the backward of the unstructured case ten, allocating only its two full-size gradients.
 
     Forward (p = pool_{S,b}(Y_base) in float32, per-sample μ, σ over (D, H_d, W_d))::
 
         g = 1[(p − μ)/σ > Δ]  computed as 1[p > μ + σ Δ]
         Y = Y_base + expand(g) ⊙ Y_cond
+        ρ = spatial_fraction(g)             per-sample density (pixel-weighted over ragged blocks)
 
     Backward, with s = (p − μ)/σ and the straight-through surrogate ĝ = sigmoid(α (s − Δ)):
-    dL/dg = block_sum(dL/dY ⊙ Y_cond) (+ the gradient reaching g directly, e.g. from a density
-    term); h = dL/dg ⊙ α ĝ (1 − ĝ); dL/dΔ = −Σ h; dL/dp = (h − mean(h) − s mean(h s)) / σ (exact
+    dL/dg = block_sum(dL/dY ⊙ Y_cond) + dL/dρ ∂ρ/∂g (+ the gradient reaching g directly);
+    h = dL/dg ⊙ α ĝ (1 − ĝ); dL/dΔ = −Σ h; dL/dp = (h − mean(h) − s mean(h s)) / σ (exact
     standardisation backward); dL/dY_base = dL/dY + expand(dL/dp / block size); dL/dY_cond = dL/dY ⊙ expand(g).
     """
 
     @staticmethod
     def forward(ctx, y_base, y_cond, threshold, block, alpha, eps):
-        p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
-        mean, std = sample_stats(p, eps)
-        cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std)  # N x D x 1 x 1: μ + σ Δ
-        g = torch.gt(p, cut, out=torch.empty_like(p))
-        g_sp = _spatial_gate(g, y_cond, block)
-        y = _gated_addcmul(y_base, g_sp, y_cond, block[0])
-        ctx.save_for_backward(p, mean, std, threshold, g_sp, y_cond)
+        weights = block_weights(tuple(y_cond.shape[-2:]), block[1], block[2], y_base.device)
+        if _is_lean(y_base, y_cond, block):
+            p = y_base
+            y, g, density, mean, std, cut = _lean_gate_forward(y_base, y_cond, threshold, eps, torch.empty_like(y_base))
+            g_sp = g
+        else:
+            p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
+            mean, std = sample_stats(p, eps)
+            cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std)  # N x D x 1 x 1: μ + σ Δ
+            g = torch.gt(p, cut, out=torch.empty_like(p))
+            density = spatial_fraction(g, weights)
+            g_sp = _spatial_gate(g, y_cond, block)
+            y = _gated_addcmul(y_base, g_sp, y_cond, block[0])
+        ctx.save_for_backward(p, mean, std, cut, threshold, g_sp, y_cond, weights)
         ctx.block, ctx.alpha, ctx.base_dtype = block, alpha, y_base.dtype
         ctx.set_materialize_grads(False)
-        return y, g
+        return y, g, density
 
     @staticmethod
-    def backward(ctx, grad_y, grad_g):
-        p, mean, std, threshold, g_sp, y_cond = ctx.saved_tensors
+    def backward(ctx, grad_y, grad_g, grad_density):
+        p, mean, std, cut, threshold, g_sp, y_cond, weights = ctx.saved_tensors
         block, alpha = ctx.block, ctx.alpha
         s_blk = block[0]
-        if grad_y is None and grad_g is None:
+        if grad_y is None and grad_g is None and grad_density is None:
             return None, None, None, None, None, None
-        if grad_y is not None and block == (1, 1, 1) and grad_y.dtype == p.dtype == y_cond.dtype:
-            return _CDGGate._backward_lean(ctx, p, mean, std, threshold, g_sp, y_cond, grad_y, grad_g)
+        from_density = None  # dL/dρ ∂ρ/∂g, broadcastable to p: N x 1 x 1 x 1 or N x 1 x H_d x W_d
+        if grad_density is not None:
+            per_sample = grad_density.to(p.dtype).view(-1, 1, 1, 1)
+            from_density = per_sample / p[0].numel() if weights is None else per_sample * (weights / p.shape[1])
+        if grad_y is not None and _is_lean(p, y_cond, block) and grad_y.dtype == p.dtype:
+            return _CDGGate._backward_lean(ctx, p, mean, std, cut, g_sp, y_cond, grad_y, grad_g, from_density)
         pooled = block != (1, 1, 1)
         scratch = None  # full-size buffer of ours, reused for dL/dY_cond
-        dg = grad_g
+        dg = None
         if grad_y is not None:
             scratch = torch.mul(grad_y, y_cond)
-            from_sum = (block_sum(scratch, *block) if pooled else scratch).to(p.dtype)
-            dg = from_sum if dg is None else from_sum.add_(dg)
+            dg = (block_sum(scratch, *block) if pooled else scratch).to(p.dtype)
+            if dg is scratch:
+                dg = dg.clone()
+        for extra in (grad_g, from_density):
+            if extra is not None:
+                dg = extra.expand_as(p).clone() if dg is None else dg.add_(extra)
         s = torch.sub(p, mean).div_(std)  # standardised saliency (decision level)
         h = _surrogate_grad(torch.sub(s, threshold.view(1, -1, 1, 1)), dg, alpha)  # dL/ds
         grad_threshold = h.sum(dim=(0, 2, 3)).neg_() if ctx.needs_input_grad[2] else None
@@ -372,39 +391,89 @@ class _CDGGate(torch.autograd.Function):
         return grad_base, grad_cond, grad_threshold, None, None, None
 
     @staticmethod
-    def _backward_lean(ctx, p, mean, std, threshold, g, y_cond, grad_y, grad_g):
-        """S = b = 1, one dtype: the same maths with only the two gradient outputs allocated."""
+    def _backward_lean(ctx, p, mean, std, cut, g, y_cond, grad_y, grad_g, from_density):
+        """S = b = 1, one dtype: the same maths in ten elementwise passes per cache-sized chunk of
+        samples, writing only the two full-size gradients (which double as scratch).
+
+        With h' = dL/dg ⊙ ĝ (1 − ĝ) (so h = α h'), the standardisation backward is affine in p per
+        sample: dL/dp = A h' + B p + C, A = α/σ, M = (mean(h' p) − μ mean(h'))/σ, B = −α M/σ²,
+        C = α (μ M/σ − mean(h'))/σ; folding it this way replaces a dozen elementwise passes by three.
+        """
         alpha = ctx.alpha
-        dims = (1, 2, 3)
-        scratch = torch.mul(grad_y, y_cond)  # dL/dg from the gated sum; becomes dL/dY_cond at the end
-        if grad_g is not None:
-            scratch.add_(grad_g)
-        cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1), std)
-        h = _surrogate_grad(torch.sub(p, cut).div_(std), scratch, alpha)  # dL/ds, in its own buffer
-        grad_threshold = h.sum(dim=(0, 2, 3)).neg_() if ctx.needs_input_grad[2] else None
-        grad_base = None
-        if ctx.needs_input_grad[0]:
-            s = torch.sub(p, mean, out=scratch).div_(std)  # s, recomputed into the free scratch
-            mean_hs = s.mul_(h).sum(dim=dims, keepdim=True).div_(p[0].numel())
-            mean_h = h.mean(dim=dims, keepdim=True)
-            s_term = torch.sub(p, mean, out=scratch).div_(std).mul_(mean_hs)
-            grad_base = h.sub_(s_term).sub_(mean_h).div_(std).add_(grad_y)
-        grad_cond = None
-        if ctx.needs_input_grad[1]:
-            grad_cond = torch.mul(grad_y, g, out=scratch) if grad_y.shape == g.shape else grad_y * g
-        return grad_base, grad_cond, grad_threshold, None, None, None
+        numel = p[0].numel()
+        want_base, want_cond = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        a = std.reciprocal().mul_(alpha)  # N x 1 x 1 x 1: α/σ
+        offset = cut.mul(a).neg_()  # α (s − Δ) = α (p − cut)/σ = a p + offset
+        grad_base, grad_cond = torch.empty_like(grad_y), torch.empty_like(grad_y)
+        per_map = p.new_empty(p.shape[:2])  # Σ over pixels of h', N x D
+        for i in _sample_chunks(p):
+            gy, pc, ac = grad_y[i], p[i], a[i]
+            buf, h = grad_base[i], grad_cond[i]  # scratch until the gradients are written
+            if from_density is None:
+                torch.mul(gy, y_cond[i], out=buf)
+            else:
+                torch.addcmul(from_density[i], gy, y_cond[i], out=buf)
+            if grad_g is not None:
+                buf.add_(grad_g[i])  # buf: dL/dg
+            torch.addcmul(offset[i], pc, ac, out=h).sigmoid_()
+            torch.ops.aten.sigmoid_backward.grad_input(buf, h, grad_input=h)  # h'
+            per_map[i] = h.sum(dim=(2, 3))
+            if want_base:
+                mean_h = per_map[i].sum(1).div_(numel).view(-1, 1, 1, 1)
+                mean_hp = torch.mul(h, pc, out=buf).sum(dim=(1, 2, 3)).div_(numel).view(-1, 1, 1, 1)
+                m = (mean_hp - mean[i] * mean_h) / std[i]
+                coef_p = m.mul(ac).div_(std[i]).neg_()  # B
+                const = (mean[i] * m / std[i] - mean_h) * ac  # C
+                torch.addcmul(gy, h, ac, out=buf).addcmul_(pc, coef_p).add_(const)
+            if want_cond:
+                torch.mul(gy, g[i], out=h)
+        grad_threshold = per_map.sum(0).mul_(-alpha) if ctx.needs_input_grad[2] else None
+        return (grad_base if want_base else None), (grad_cond if want_cond else None), grad_threshold, None, None, None
+
+
+# Elementwise passes over tensors larger than the cache run at memory bandwidth; the backward of
+# the lean CDG gate therefore works through the batch in chunks of about this many bytes per
+# tensor, so that its ten passes per chunk hit cache. On CUDA one chunk covers the batch (kernel
+# launches cost more there).
+CHUNK_BYTES = 2 << 20
+
+
+def _sample_chunks(t: torch.Tensor) -> list[slice]:
+    """Slices of the batch dimension of ``t`` of about ``CHUNK_BYTES`` each (one slice on CUDA)."""
+    n = t.shape[0]
+    per_sample = t[0].numel() * t.element_size()
+    size = n if t.device.type != "cpu" else max(1, CHUNK_BYTES // max(per_sample, 1))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _is_lean(y_base: torch.Tensor, y_cond: torch.Tensor, block: tuple[int, int, int]) -> bool:
+    """Unstructured gates (S = b = 1) with both partial sums already in the gate dtype."""
+    return block == (1, 1, 1) and y_base.dtype == y_cond.dtype == _gate_dtype(y_base)
+
+
+def _lean_gate_forward(y_base, y_cond, threshold, eps, out):
+    """(Y, g, ρ, μ, σ, cut) of the unstructured gate; Y is written to ``out``, which may be
+    ``y_base`` itself. Five passes over the batch, not chunked: measured, chunking the forward
+    cost more in dispatch than it saved in cache misses (``bench/train_step.py`` eval column)."""
+    mean, std = sample_stats(y_base, eps)  # two single-pass reductions over the whole batch
+    cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(y_base.dtype), std)  # N x D x 1 x 1: μ + σ Δ
+    g = torch.gt(y_base, cut, out=torch.empty_like(y_base))
+    density = g.mean(dim=(1, 2, 3))
+    return torch.addcmul(y_base, g, y_cond, out=out), g, density, mean, std, cut
 
 
 def cdg_gate(
     y_base: torch.Tensor, y_cond: torch.Tensor, threshold: torch.Tensor, block: tuple[int, int, int],
     alpha: float, eps: float = STANDARDISE_EPS,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Y, g) of the CDG layer given its two partial sums; see ``_CDGGate``. In place on ``y_base`` without grad.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Y, g, ρ) of the CDG layer given its two partial sums, ρ = ``spatial_fraction(g)`` per sample;
+    see ``_CDGGate``. In place on ``y_base`` without grad.
 
     Under ``torch.compile`` the same maths is written as plain differentiable ops (straight-through
     by ``hard + soft − soft.detach()``), which the compiler fuses better than the hand-written node.
     """
     needs_grad = torch.is_grad_enabled() and (y_base.requires_grad or y_cond.requires_grad or threshold.requires_grad)
+    weights = block_weights(tuple(y_cond.shape[-2:]), block[1], block[2], y_base.device)
     if needs_grad and torch.compiler.is_compiling():
         p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
         mean, std = sample_stats(p, eps)
@@ -414,13 +483,17 @@ def cdg_gate(
         g = hard + (soft - soft.detach())
         y = _unblock(_channel_blocks(y_base, block[0]) + _bcast(_spatial_gate(g, y_cond, block), block[0])
                      * _channel_blocks(y_cond, block[0]), block[0])
-        return y, g
+        return y, g, spatial_fraction(g, weights)
     if needs_grad:
         return _CDGGate.apply(y_base, y_cond, threshold, block, float(alpha), float(eps))
+    if _is_lean(y_base, y_cond, block):
+        y, g, density, *_ = _lean_gate_forward(y_base, y_cond, threshold, eps, out=y_base)
+        return y, g, density
     p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
     mean, std = sample_stats(p, eps)
     g = torch.gt(p, torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std), out=torch.empty_like(p))
-    return _gated_addcmul(y_base, _spatial_gate(g, y_cond, block), y_cond, block[0], inplace=True), g
+    y = _gated_addcmul(y_base, _spatial_gate(g, y_cond, block), y_cond, block[0], inplace=True)
+    return y, g, spatial_fraction(g, weights)
 
 
 def cdg_decisions(
@@ -615,10 +688,11 @@ class _SplitGatedConv(GatedConv, metaclass=abc.ABCMeta):
     def _decide(self, y_base: torch.Tensor, block: tuple[int, int, int]) -> torch.Tensor:
         """Straight-through hard gate, float32 N x D x H_d x W_d, from the base partial sum."""
 
-    def _gate_and_sum(self, y_base, y_cond, block) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Y, g) with Y = Y_base + expand(g) ⊙ Y_cond."""
+    def _gate_and_sum(self, y_base, y_cond, block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(Y, g, ρ) with Y = Y_base + expand(g) ⊙ Y_cond and ρ = ``spatial_fraction(g)`` per sample."""
         g = self._decide(y_base, block)
-        return gated_sum(y_base, y_cond, g, block), g
+        weights = block_weights(tuple(y_base.shape[-2:]), block[1], block[2], g.device)
+        return gated_sum(y_base, y_cond, g, block), g, spatial_fraction(g, weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         in_hw = (x.shape[-2], x.shape[-1])
@@ -637,11 +711,11 @@ class _SplitGatedConv(GatedConv, metaclass=abc.ABCMeta):
         block = decision_block(self.gate, out_hw)
         if c_c > 0 and self.gating:
             y_cond = self._conv(x_cond, w_cond)
-            y, g = self._gate_and_sum(y_base, y_cond, block)
+            y, g, density = self._gate_and_sum(y_base, y_cond, block)
             mask = g.detach()
         else:  # all gates on (or nothing to gate): the decisions still feed soft_density
             g = self._decide(y_base, block)
-        density = spatial_fraction(g, block_weights(out_hw, block[1], block[2], g.device))
+            density = spatial_fraction(g, block_weights(out_hw, block[1], block[2], g.device))
         if c_c == 0:  # G = 1: Y = Y_base; a zero bias keeps Δ in the graph (DDP)
             y = y_base + self._zero_bias(density.sum(), y_base.dtype).view(1, -1, 1, 1)
             mask = torch.ones_like(g)
@@ -672,7 +746,7 @@ class CDGConv(_SplitGatedConv):
     def _decide(self, y_base: torch.Tensor, block: tuple[int, int, int]) -> torch.Tensor:
         return cdg_decisions(y_base, self.threshold, block, self.gate.sharpness)
 
-    def _gate_and_sum(self, y_base, y_cond, block) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gate_and_sum(self, y_base, y_cond, block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return cdg_gate(y_base, y_cond, self.threshold, block, self.gate.sharpness)
 
 
