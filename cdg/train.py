@@ -289,9 +289,10 @@ class Trainer:
         transform = build_eval_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
         images, _ = next(self.sources.train.iter_batches([torch.arange(count)]))
         images = transform(images.to(self.device))
-        shift, before, after = calibrate(self.model.backbone, images, self.gates.infos, cfg.gate.target_ratio)
+        result = calibrate(self.model.backbone, images, self.gates.infos, cfg.gate.target_ratio)
         record = {"event": "calibration", "epoch": self.epoch, "step": self.global_step, "images": count,
-                  "shift": shift, "ratio_before": before, "ratio_after": after, "target_ratio": cfg.gate.target_ratio}
+                  "shift": result.shift, "held_shifts": result.held, "ratio_before": result.ratio_before,
+                  "ratio_after": result.ratio_after, "target_ratio": cfg.gate.target_ratio}
         self.metrics.write(record)
         return record
 

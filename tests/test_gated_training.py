@@ -1,6 +1,7 @@
 """Gated training: config checks, every gate method in every SSL method, exact resume, target control, traces."""
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,7 +9,13 @@ import torch
 
 from cdg.config import load_config
 from cdg.gating.layers import full_resolution_mask, gated_layers
-from cdg.gating.training import GateController, calibrate, conv_inventory, gate_for, measured_ratio
+from cdg.gating.training import (
+    GateController,
+    calibrate,
+    conv_inventory,
+    gate_for,
+    measured_ratio,
+)
 from cdg.models.resnet import ConvSpec
 from cdg.train import Trainer, main
 from hwsim.trace import load_trace
@@ -134,26 +141,58 @@ def test_calibrate_bisects_a_monotone_ratio(tmp_path):
     backbone = trainer.model.backbone
     images = torch.randn(64, 3, 8, 8)
     infos = conv_inventory(backbone, 8)
-    shift, before, after = calibrate(backbone, images, infos, 0.7)
-    assert abs(after - 0.7) <= 0.005 * 0.7 and after == pytest.approx(measured_ratio(backbone, images, infos))
+    result = calibrate(backbone, images, infos, 0.7)
+    assert abs(result.ratio_after - 0.7) <= 0.005 * 0.7
+    assert result.ratio_after == pytest.approx(measured_ratio(backbone, images, infos))
+    assert result.held == {}  # one global shift was enough
 
 
-def test_calibrate_keeps_the_closest_shift_when_the_ratio_jumps(tmp_path, monkeypatch):
+def test_calibrate_keeps_the_closest_shift_when_no_layer_explains_the_jump(tmp_path, monkeypatch):
     import cdg.gating.training as training
 
     cfg = load_config(None, gated(tmp_path, "jump", "gate.method=cdg", "gate.target_density=0.5"))
     backbone = Trainer(cfg, tmp_path, resume=False).model.backbone
     first = next(layer for _, layer in gated_layers(backbone))
-    start = float(first.threshold[0])
+    start = float(first.threshold[0].detach())
 
-    def step_ratio(bb, images, infos, batch=256):  # jumps from 0.8 to 0.45 at a shift of 1.3
-        return 0.8 if float(first.threshold[0]) - start < 1.3 else 0.45
+    def step_macs(bb, images, infos, batch=256):  # network ratio jumps from 0.8 to 0.45 at a shift of 1.3
+        return {"all": 0.8 if float(first.threshold[0].detach()) - start < 1.3 else 0.45}
 
-    monkeypatch.setattr(training, "measured_ratio", step_ratio)
-    shift, before, after = training.calibrate(backbone, torch.zeros(1), [], 0.5)
-    assert before == 0.8 and after == 0.45                     # the closest ratio any shift gives
-    assert step_ratio(backbone, None, None) == after            # and the gates are left at that shift
-    assert float(first.threshold[0]) - start == pytest.approx(shift)
+    monkeypatch.setattr(training, "measured_layer_macs", step_macs)
+    one_mac = SimpleNamespace(name="all", dense_macs=1)  # one image of one dense MAC: MACs = ratio
+    result = training.calibrate(backbone, torch.zeros(1), [one_mac], 0.5)
+    assert result.ratio_before == 0.8 and result.ratio_after == 0.45  # the closest ratio any shift gives
+    assert step_macs(backbone, None, None)["all"] == result.ratio_after  # and the gates are left there
+    assert float(first.threshold[0].detach()) - start == pytest.approx(result.shift)
+
+
+def test_calibrate_holds_a_layer_whose_gates_all_flip_together(tmp_path):
+    """A DGNet layer whose predictors ignore the image is all on or all off, and the target lies
+    inside its jump: no global shift meets it, holding that layer on and shifting the others does."""
+    cfg = load_config(None, gated(tmp_path, "flip", "gate.method=dgnet", "gate.target_density=0.6"))
+    backbone = Trainer(cfg, tmp_path, resume=False).model.backbone
+    images = torch.randn(64, 3, 8, 8)
+    infos = conv_inventory(backbone, 8)
+    calibrate(backbone, images, infos, 0.5)  # the other layers at moderate density
+    name, layer = max(gated_layers(backbone), key=lambda item: item[1].weight.numel())
+
+    def flip_at(bias: float) -> float:  # constant logits: the layer is on while bias - shift > 0
+        with torch.no_grad():
+            layer.spatial_weight.zero_()
+            layer.channel_fc2.weight.zero_()
+            layer.channel_fc2.bias.fill_(bias)
+            layer.spatial_bias.fill_(bias)
+        return measured_ratio(backbone, images, infos)
+
+    ratio_off, ratio_on = flip_at(-1e-4), flip_at(1e-4)
+    target = 0.5 * (ratio_on + ratio_off)
+    assert ratio_on - ratio_off > 0.05 * target  # far outside the 0.5 % tolerance of a global shift
+
+    result = calibrate(backbone, images, infos, target)
+    assert abs(result.ratio_after - target) <= 0.005 * target
+    assert name in result.held and result.held[name] < result.shift  # held on the dense side
+    assert result.ratio_after == pytest.approx(measured_ratio(backbone, images, infos))
+    assert layer.record.mask.min() == 1  # the held layer is on everywhere, on every image
 
 
 def test_trace_round_trips_the_real_masks(tmp_path):
