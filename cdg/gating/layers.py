@@ -323,18 +323,13 @@ class _CDGGate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y_base, y_cond, threshold, block, alpha, eps):
         weights = block_weights(tuple(y_cond.shape[-2:]), block[1], block[2], y_base.device)
-        if _is_lean(y_base, y_cond, block):
-            p = y_base
-            y, g, density, mean, std, cut = _lean_gate_forward(y_base, y_cond, threshold, eps, torch.empty_like(y_base))
-            g_sp = g
-        else:
-            p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
-            mean, std = sample_stats(p, eps)
-            cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std)  # N x D x 1 x 1: μ + σ Δ
-            g = torch.gt(p, cut, out=torch.empty_like(p))
-            density = spatial_fraction(g, weights)
-            g_sp = _spatial_gate(g, y_cond, block)
-            y = _gated_addcmul(y_base, g_sp, y_cond, block[0])
+        p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)  # Y_base itself when S = b = 1 in float32
+        mean, std = sample_stats(p, eps)
+        cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std)  # N x D x 1 x 1: μ + σ Δ
+        g = torch.gt(p, cut, out=torch.empty_like(p))
+        density = spatial_fraction(g, weights)
+        g_sp = _spatial_gate(g, y_cond, block)
+        y = _gated_addcmul(y_base, g_sp, y_cond, block[0])
         ctx.save_for_backward(p, mean, std, cut, threshold, g_sp, y_cond, weights)
         ctx.block, ctx.alpha, ctx.base_dtype = block, alpha, y_base.dtype
         ctx.set_materialize_grads(False)
@@ -451,17 +446,6 @@ def _is_lean(y_base: torch.Tensor, y_cond: torch.Tensor, block: tuple[int, int, 
     return block == (1, 1, 1) and y_base.dtype == y_cond.dtype == _gate_dtype(y_base)
 
 
-def _lean_gate_forward(y_base, y_cond, threshold, eps, out):
-    """(Y, g, ρ, μ, σ, cut) of the unstructured gate; Y is written to ``out``, which may be
-    ``y_base`` itself. Five passes over the batch, not chunked: measured, chunking the forward
-    cost more in dispatch than it saved in cache misses (``bench/train_step.py`` eval column)."""
-    mean, std = sample_stats(y_base, eps)  # two single-pass reductions over the whole batch
-    cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(y_base.dtype), std)  # N x D x 1 x 1: μ + σ Δ
-    g = torch.gt(y_base, cut, out=torch.empty_like(y_base))
-    density = g.mean(dim=(1, 2, 3))
-    return torch.addcmul(y_base, g, y_cond, out=out), g, density, mean, std, cut
-
-
 def cdg_gate(
     y_base: torch.Tensor, y_cond: torch.Tensor, threshold: torch.Tensor, block: tuple[int, int, int],
     alpha: float, eps: float = STANDARDISE_EPS,
@@ -473,8 +457,10 @@ def cdg_gate(
     by ``hard + soft − soft.detach()``), which the compiler fuses better than the hand-written node.
     """
     needs_grad = torch.is_grad_enabled() and (y_base.requires_grad or y_cond.requires_grad or threshold.requires_grad)
+    if needs_grad and not torch.compiler.is_compiling():
+        return _CDGGate.apply(y_base, y_cond, threshold, block, float(alpha), float(eps))
     weights = block_weights(tuple(y_cond.shape[-2:]), block[1], block[2], y_base.device)
-    if needs_grad and torch.compiler.is_compiling():
+    if needs_grad:
         p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
         mean, std = sample_stats(p, eps)
         thr = threshold.view(1, -1, 1, 1).to(p.dtype)
@@ -484,11 +470,6 @@ def cdg_gate(
         y = _unblock(_channel_blocks(y_base, block[0]) + _bcast(_spatial_gate(g, y_cond, block), block[0])
                      * _channel_blocks(y_cond, block[0]), block[0])
         return y, g, spatial_fraction(g, weights)
-    if needs_grad:
-        return _CDGGate.apply(y_base, y_cond, threshold, block, float(alpha), float(eps))
-    if _is_lean(y_base, y_cond, block):
-        y, g, density, *_ = _lean_gate_forward(y_base, y_cond, threshold, eps, out=y_base)
-        return y, g, density
     p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
     mean, std = sample_stats(p, eps)
     g = torch.gt(p, torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std), out=torch.empty_like(p))
