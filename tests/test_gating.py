@@ -178,6 +178,43 @@ def test_fused_cdg_backward_equals_autograd_of_the_straight_through_definition(
         torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("block", [(1, 1, 1), (2, 2, 2)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_fused_cdg_gate_on_bfloat16_partial_sums_matches_float32_autograd(block, layout, chunked, monkeypatch):
+    """Under autocast the partial sums are bfloat16: decisions are taken on the same values as in
+    float32, and the gradients (lean float32-scratch backward for S = b = 1) agree with float32
+    autograd of the definition to bfloat16 precision."""
+    if chunked:
+        monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+    lean_calls = []
+    lean = gating_layers._CDGGate._backward_lean
+    monkeypatch.setattr(gating_layers._CDGGate, "_backward_lean", staticmethod(
+        lambda *args: lean_calls.append(1) or lean(*args)))
+    torch.manual_seed(5)
+    n, c, hw = 4, 8, (6, 5)
+    y_base = torch.randn(n, c, *hw).to(torch.bfloat16).contiguous(memory_format=layout).requires_grad_()
+    y_cond = torch.randn(n, c, *hw).to(torch.bfloat16).contiguous(memory_format=layout).requires_grad_()
+    thr = (0.5 * torch.randn(c // block[0])).requires_grad_()
+    w = torch.randn(n, c, *hw) + 0.5
+    weights = block_weights(hw, block[1], block[2], "cpu")
+
+    y, g, density = cdg_gate(y_base, y_cond, thr, block, alpha=4.0)
+    assert y.dtype == torch.bfloat16 and g.dtype == density.dtype == torch.float32
+    fused = torch.autograd.grad((y.float() * w).sum() + 3.0 * density.sum(), (y_base, y_cond, thr))
+    assert [t.dtype for t in fused] == [torch.bfloat16, torch.bfloat16, torch.float32]
+    assert len(lean_calls) == (block == (1, 1, 1))
+
+    base32, cond32 = (t.detach().float().requires_grad_() for t in (y_base, y_cond))
+    g_ref = cdg_decisions(base32, thr, block, alpha=4.0)
+    y_ref = base32 + expand_decisions(g_ref, *block, hw) * cond32
+    ref = torch.autograd.grad((y_ref * w).sum() + 3.0 * spatial_fraction(g_ref, weights).sum(), (base32, cond32, thr))
+    assert torch.equal(g, g_ref.detach())
+    torch.testing.assert_close(y.float(), y_ref.detach(), atol=2e-2, rtol=1e-2)
+    for a, r in zip(fused, ref):
+        torch.testing.assert_close(a.float(), r, atol=3e-2, rtol=2e-2)
+
+
 @pytest.mark.parametrize("needs", ["base", "cond", "threshold"])
 def test_fused_cdg_backward_with_only_some_inputs_needing_gradients(needs, monkeypatch):
     monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)

@@ -330,6 +330,8 @@ class _CDGGate(torch.autograd.Function):
         density = spatial_fraction(g, weights)
         g_sp = _spatial_gate(g, y_cond, block)
         y = _gated_addcmul(y_base, g_sp, y_cond, block[0])
+        if _is_lean(y_base, y_cond, block):  # under autocast, keep bfloat16 Y_base rather than its float32 copy p
+            p = y_base
         ctx.save_for_backward(p, mean, std, cut, threshold, g_sp, y_cond, weights)
         ctx.block, ctx.alpha, ctx.base_dtype = block, alpha, y_base.dtype
         ctx.set_materialize_grads(False)
@@ -342,18 +344,19 @@ class _CDGGate(torch.autograd.Function):
         s_blk = block[0]
         if grad_y is None and grad_g is None and grad_density is None:
             return None, None, None, None, None, None
+        dtype = mean.dtype  # the gate dtype (p may be a bfloat16 Y_base)
         from_density = None  # dL/dρ ∂ρ/∂g, broadcastable to p: N x 1 x 1 x 1 or N x 1 x H_d x W_d
         if grad_density is not None:
-            per_sample = grad_density.to(p.dtype).view(-1, 1, 1, 1)
+            per_sample = grad_density.to(dtype).view(-1, 1, 1, 1)
             from_density = per_sample / p[0].numel() if weights is None else per_sample * (weights / p.shape[1])
-        if grad_y is not None and _is_lean(p, y_cond, block) and grad_y.dtype == p.dtype:
+        if grad_y is not None and _is_lean(p, y_cond, block) and grad_y.dtype == y_cond.dtype:
             return _CDGGate._backward_lean(ctx, p, mean, std, cut, g_sp, y_cond, grad_y, grad_g, from_density)
         pooled = block != (1, 1, 1)
         scratch = None  # full-size buffer of ours, reused for dL/dY_cond
         dg = None
         if grad_y is not None:
             scratch = torch.mul(grad_y, y_cond)
-            dg = (block_sum(scratch, *block) if pooled else scratch).to(p.dtype)
+            dg = (block_sum(scratch, *block) if pooled else scratch).to(dtype)
             if dg is scratch:
                 dg = dg.clone()
         for extra in (grad_g, from_density):
@@ -387,8 +390,10 @@ class _CDGGate(torch.autograd.Function):
 
     @staticmethod
     def _backward_lean(ctx, p, mean, std, cut, g, y_cond, grad_y, grad_g, from_density):
-        """S = b = 1, one dtype: the same maths in ten elementwise passes per cache-sized chunk of
-        samples, writing only the two full-size gradients (which double as scratch).
+        """S = b = 1: the same maths in ten elementwise passes per cache-sized chunk of samples. In
+        float32 it writes only the two full-size gradients, which double as scratch; with bfloat16
+        / float16 partial sums (autocast) the scratch is a float32 chunk and the gradient of Y_base
+        is rounded once, at the end.
 
         With h' = dL/dg ⊙ ĝ (1 − ĝ) (so h = α h'), the standardisation backward is affine in p per
         sample: dL/dp = A h' + B p + C, A = α/σ, M = (mean(h' p) − μ mean(h'))/σ, B = −α M/σ²,
@@ -397,20 +402,28 @@ class _CDGGate(torch.autograd.Function):
         alpha = ctx.alpha
         numel = p[0].numel()
         want_base, want_cond = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        a = std.reciprocal().mul_(alpha)  # N x 1 x 1 x 1: α/σ
-        offset = cut.mul(a).neg_()  # α (s − Δ) = α (p − cut)/σ = a p + offset
+        a = std.reciprocal().mul_(alpha)  # N x 1 x 1 x 1: α/σ; α (s − Δ) = a (p − cut)
         grad_base, grad_cond = torch.empty_like(grad_y), torch.empty_like(grad_y)
-        per_map = p.new_empty(p.shape[:2])  # Σ over pixels of h', N x D
-        for i in _sample_chunks(p):
+        per_map = mean.new_empty(p.shape[:2])  # Σ over pixels of h', N x D
+        mixed = grad_y.dtype != mean.dtype
+        chunks = _sample_chunks(p, mean.element_size())
+        if mixed:  # float32 scratch for one chunk
+            scratch = [torch.empty_like(grad_y[chunks[0]], dtype=mean.dtype) for _ in range(2)]
+        for i in chunks:
             gy, pc, ac = grad_y[i], p[i], a[i]
-            buf, h = grad_base[i], grad_cond[i]  # scratch until the gradients are written
+            if mixed:
+                buf, h = (t[: i.stop - i.start] for t in scratch)
+            else:
+                buf, h = grad_base[i], grad_cond[i]  # scratch until the gradients are written
             if from_density is None:
                 torch.mul(gy, y_cond[i], out=buf)
             else:
                 torch.addcmul(from_density[i], gy, y_cond[i], out=buf)
             if grad_g is not None:
                 buf.add_(grad_g[i])  # buf: dL/dg
-            torch.addcmul(offset[i], pc, ac, out=h).sigmoid_()
+            # two passes: an op with two broadcast operands (N x D x 1 x 1 and N x 1 x 1 x 1) takes
+            # TensorIterator's scalar loop, about 3x slower than two vectorised ones
+            torch.sub(pc, cut[i], out=h).mul_(ac).sigmoid_()
             torch.ops.aten.sigmoid_backward.grad_input(buf, h, grad_input=h)  # h'
             per_map[i] = h.sum(dim=(2, 3))
             if want_base:
@@ -420,8 +433,10 @@ class _CDGGate(torch.autograd.Function):
                 coef_p = m.mul(ac).div_(std[i]).neg_()  # B
                 const = (mean[i] * m / std[i] - mean_h) * ac  # C
                 torch.addcmul(gy, h, ac, out=buf).addcmul_(pc, coef_p).add_(const)
+                if mixed:
+                    grad_base[i].copy_(buf)
             if want_cond:
-                torch.mul(gy, g[i], out=h)
+                torch.mul(gy, g[i], out=grad_cond[i])
         grad_threshold = per_map.sum(0).mul_(-alpha) if ctx.needs_input_grad[2] else None
         return (grad_base if want_base else None), (grad_cond if want_cond else None), grad_threshold, None, None, None
 
@@ -433,17 +448,19 @@ class _CDGGate(torch.autograd.Function):
 CHUNK_BYTES = 2 << 20
 
 
-def _sample_chunks(t: torch.Tensor) -> list[slice]:
-    """Slices of the batch dimension of ``t`` of about ``CHUNK_BYTES`` each (one slice on CUDA)."""
+def _sample_chunks(t: torch.Tensor, itemsize: int | None = None) -> list[slice]:
+    """Slices of the batch dimension of ``t`` of about ``CHUNK_BYTES`` each (one slice on CUDA),
+    counting ``itemsize`` bytes per element (default: ``t``'s)."""
     n = t.shape[0]
-    per_sample = t[0].numel() * t.element_size()
+    per_sample = t[0].numel() * (itemsize or t.element_size())
     size = n if t.device.type != "cpu" else max(1, CHUNK_BYTES // max(per_sample, 1))
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def _is_lean(y_base: torch.Tensor, y_cond: torch.Tensor, block: tuple[int, int, int]) -> bool:
-    """Unstructured gates (S = b = 1) with both partial sums already in the gate dtype."""
-    return block == (1, 1, 1) and y_base.dtype == y_cond.dtype == _gate_dtype(y_base)
+    """Unstructured gates (S = b = 1) with both partial sums in one dtype (float32, or bfloat16 /
+    float16 under autocast, whose gradients are then computed in float32 scratch)."""
+    return block == (1, 1, 1) and y_base.dtype == y_cond.dtype
 
 
 def cdg_gate(
