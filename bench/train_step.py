@@ -4,6 +4,7 @@
     python bench/train_step.py --arch resnet18 --width 1.0 --image-size 32 --batch 256 --device cuda
     python bench/train_step.py --gates none cdg cgnet fbs dgnet --methods simclr
     python bench/train_step.py --compile             # torch.compile the model, as train.compile does
+    python bench/train_step.py --channels-last       # channels_last on CPU too (cdg.train uses it on CUDA only)
 
 One step = two-view augmentation + forward + backward + optimiser step (+ EMA update),
 the same code path as ``cdg.train`` (gated runs: with the gates on at their target).
@@ -50,7 +51,8 @@ def build_step(method: str, gate: str, args, device: torch.device):
     model = build_model(cfg).to(device)
     controller = GateController(cfg, model, steps_per_epoch=1) if gate != "none" else None
     cuda = device.type == "cuda"
-    if cuda:
+    channels_last = cuda or args.channels_last  # cdg.train: train.channels_last applies on CUDA
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     augment = build_augment(cfg, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)).to(device)
     optimizer = build_optimizer(model, cfg.optim, cfg.train.batch_size)
@@ -59,14 +61,14 @@ def build_step(method: str, gate: str, args, device: torch.device):
     images = torch.randint(0, 256, (args.batch, 3, stored, stored), dtype=torch.uint8, device=device)
 
     eval_images = torch.randn(args.batch, 3, args.image_size, args.image_size, device=device)
-    if cuda:
+    if channels_last:
         eval_images = eval_images.contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
         model.train()
         with torch.no_grad():
             v1, v2 = augment(images)
-        if cuda:
+        if channels_last:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last)
         if controller is not None:
@@ -130,6 +132,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (train.compile)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="channels_last memory format on CPU as well (always on for CUDA, as in cdg.train)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
@@ -142,6 +146,7 @@ def main() -> None:
     print(
         f"{args.arch} x{args.width}, {args.image_size}px, batch {args.batch}, median of {args.steps} steps, "
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (", channels_last on CPU" if args.channels_last else "")
     )
     gates = args.gates if "none" in args.gates else ["none", *args.gates]
     print(f"{'device':7} {'method':8} {'gate':6} {'train ms':>9} {'images/s':>9} {'x dense':>8} {'eval ms':>8} {'x dense':>8}")
