@@ -49,10 +49,10 @@ and their backward are one autograd node (``_CDGGate``) whose backward is checke
 autograd of the plain straight-through definition (``cdg_decisions``) in the tests. For
 unstructured gates (S = b = 1, the default) its backward works through the batch in
 cache-sized chunks (``CHUNK_BYTES``), with the standardisation backward folded into three
-passes, and allocates only the two full-size gradients it returns; it never materialises a
-full-size gate when S > 1
-(channel blocks are broadcast). Memory per gated layer kept for backward: Y_cond, the gate at
-channel-block resolution and the pooled saliency. Without gradients (eval) the gated sum
+passes, and allocates only the two full-size gradients it returns (plus one float32 chunk of
+scratch under autocast); it never materialises a full-size gate when S > 1 (channel blocks are
+broadcast). Memory per gated layer kept for backward: Y_cond, the gate at channel-block
+resolution and the pooled saliency (for S = b = 1, Y_base itself, in the conv dtype). Without gradients (eval) the gated sum
 accumulates into Y_base in place. The forward has no data-dependent Python control flow
 (``torch.compile(fullgraph=True)`` traces it, see the tests).
 """
