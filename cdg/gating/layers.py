@@ -52,9 +52,9 @@ cache-sized chunks (``CHUNK_BYTES``), with the standardisation backward folded i
 passes, and allocates only the two full-size gradients it returns (plus one float32 chunk of
 scratch under autocast); it never materialises a full-size gate when S > 1 (channel blocks are
 broadcast). Memory per gated layer kept for backward: Y_cond, the gate at channel-block
-resolution and the pooled saliency (for S = b = 1, Y_base itself, in the conv dtype). Without gradients (eval) the gated sum
-accumulates into Y_base in place. The forward has no data-dependent Python control flow
-(``torch.compile(fullgraph=True)`` traces it, see the tests).
+resolution and the pooled saliency (for S = b = 1, Y_base itself, in the conv dtype). Without
+gradients (eval) the gated sum accumulates into Y_base in place. The forward has no
+data-dependent Python control flow (``torch.compile(fullgraph=True)`` traces it, see the tests).
 """
 from __future__ import annotations
 
