@@ -30,9 +30,22 @@ from cdg.gating import (
 from cdg.gating.accounting import conv_out_hw
 from cdg.gating.layers import block_weights, cdg_decisions, cdg_gate, expand_decisions, spatial_fraction
 import cdg.gating.layers as gating_layers
+from cdg.gating import native
 from cdg.models.resnet import ConvSpec, ResNet
 
 METHODS = ("cdg", "cgnet", "fbs", "dgnet")
+
+
+@pytest.fixture(params=["native", "torch"])
+def gate_backend(request, monkeypatch):
+    """Runs a test with CDG's fused CPU kernel (``cdg.gating.native``) and with the eager torch path."""
+    if request.param == "torch":
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+    else:
+        monkeypatch.delenv(native.ENV_SWITCH, raising=False)
+        if native.library() is None:
+            pytest.skip("the fused CPU gate kernel cannot be built here (test_native_gate checks where it must)")
+    return request.param
 
 
 def spec_of(c_in=8, c_out=8, stride=1, k=3, name="layer1.0.conv1"):
@@ -149,7 +162,7 @@ def test_cdg_matches_its_definition_with_pooled_standardised_saliency():
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("chunked", [False, True])
 def test_fused_cdg_backward_equals_autograd_of_the_straight_through_definition(
-    block, hw, density_from, layout, chunked, monkeypatch
+    block, hw, density_from, layout, chunked, monkeypatch, gate_backend
 ):
     """The fused node's gradients, whether the density term reaches it through its ρ output or
     through g, in one chunk or (``CHUNK_BYTES`` tiny) one sample at a time."""
@@ -216,7 +229,7 @@ def test_fused_cdg_gate_on_bfloat16_partial_sums_matches_float32_autograd(block,
 
 
 @pytest.mark.parametrize("needs", ["base", "cond", "threshold"])
-def test_fused_cdg_backward_with_only_some_inputs_needing_gradients(needs, monkeypatch):
+def test_fused_cdg_backward_with_only_some_inputs_needing_gradients(needs, monkeypatch, gate_backend):
     monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
     torch.manual_seed(3)
     y_base, y_cond, thr = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5), 0.3 * torch.randn(4)
@@ -231,7 +244,7 @@ def test_fused_cdg_backward_with_only_some_inputs_needing_gradients(needs, monke
 
 
 @pytest.mark.parametrize("block", [(1, 1, 1), (2, 2, 2)])
-def test_eval_gate_in_place_equals_the_training_forward(block):
+def test_eval_gate_in_place_equals_the_training_forward(block, gate_backend):
     torch.manual_seed(4)
     y_base, y_cond, thr = torch.randn(5, 6, 7, 7), torch.randn(5, 6, 7, 7), 0.3 * torch.randn(6 // block[0])
     trained = cdg_gate(y_base.clone().requires_grad_(), y_cond, thr, block, alpha=4.0)
@@ -496,7 +509,7 @@ def test_eval_is_deterministic_and_per_sample(method):
 
 
 @pytest.mark.parametrize("method, structured", [(m, True) for m in METHODS] + [("cdg", False)])
-def test_every_method_trains_under_bfloat16_autocast_and_channels_last(method, structured):
+def test_every_method_trains_under_bfloat16_autocast_and_channels_last(method, structured, gate_backend):
     gate = {"spatial_block": 2} if method in ("cdg", "dgnet") and structured else {}
     if method in ("cdg", "cgnet"):
         gate["init_threshold"] = 0.0  # a mixed mask
@@ -543,6 +556,23 @@ def test_torch_compile_of_a_cdg_layer_matches_eager():
     layer(x_grad).square().sum().add(layer.record.soft_density).backward()
     for got, want in zip(grads, [p.grad for p in layer.parameters()] + [x_grad.grad]):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_torch_compile_of_an_unstructured_cdg_layer_in_eval_keeps_to_torch_ops(gate_backend):
+    """The fused CPU kernels take raw pointers: inside a compiled graph the eval forward must not call them."""
+    layer = make("cdg", init_threshold=0.0).eval()
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        try:
+            y = torch.compile(layer, fullgraph=True)(x)
+        except Exception as exc:  # no working C++ toolchain / unsupported platform
+            if "Unsupported" in type(exc).__name__ or "graph break" in str(exc).lower():
+                raise
+            pytest.skip(f"torch.compile unavailable here: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        mask = layer.record.mask
+        torch.testing.assert_close(y, layer(x))
+    assert 0 < mask.mean() < 1
+    torch.testing.assert_close(mask, layer.record.mask)
 
 
 def _tiny_gated_backbone(method):

@@ -55,6 +55,15 @@ broadcast). Memory per gated layer kept for backward: Y_cond, the gate at channe
 resolution and the pooled saliency (for S = b = 1, Y_base itself, in the conv dtype). Without
 gradients (eval) the gated sum accumulates into Y_base in place. The forward has no
 data-dependent Python control flow (``torch.compile(fullgraph=True)`` traces it, see the tests).
+
+On CPU, float32 unstructured CDG gates run fused C++ kernels (``cdg.gating.native``, built on
+first use; ``CDG_NATIVE_GATE=0`` turns them off): the statistics, decisions, gated sum and
+density in one pass per sample, the backward in two, with the decisions recomputed rather than
+read. Their per-sample statistics are summed in float64, and ``sample_stats`` uses the same
+kernel whenever no gradient flows through it, so training and eval decide alike; where a
+gradient does flow (the ungated path's ``cdg_decisions`` in training) the statistics are torch's
+float32 sums, which may differ in the last bit. The tests check both paths against each other
+and against float64 autograd of the definition.
 """
 from __future__ import annotations
 
@@ -75,6 +84,7 @@ from cdg.gating.accounting import (
     dense_conv_macs,
     effective_macs,
 )
+from cdg.gating import native
 from cdg.gating.spec import GateSpec, base_channels, validate_gate
 from cdg.models.resnet import ConvFactory, ConvSpec, dense_conv
 
@@ -153,6 +163,8 @@ def sample_stats(p: torch.Tensor, eps: float = STANDARDISE_EPS) -> tuple[torch.T
 
     Single pass (E[p²] − mean²), without full-size temporaries (``torch.var_mean`` is far slower on CPU).
     """
+    if not (torch.is_grad_enabled() and p.requires_grad) and native.usable(p):
+        return native.sample_stats(p, eps)  # the statistics the fused CPU forward uses
     dims = (1, 2, 3)
     mean = p.mean(dim=dims, keepdim=True)
     second = torch.linalg.vector_norm(p, dim=dims, keepdim=True).square() / p[0].numel()
@@ -323,13 +335,18 @@ class _CDGGate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y_base, y_cond, threshold, block, alpha, eps):
         weights = block_weights(tuple(y_cond.shape[-2:]), block[1], block[2], y_base.device)
-        p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)  # Y_base itself when S = b = 1 in float32
-        mean, std = sample_stats(p, eps)
-        cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std)  # N x D x 1 x 1: μ + σ Δ
-        g = torch.gt(p, cut, out=torch.empty_like(p))
-        density = spatial_fraction(g, weights)
-        g_sp = _spatial_gate(g, y_cond, block)
-        y = _gated_addcmul(y_base, g_sp, y_cond, block[0])
+        if block == (1, 1, 1) and native.usable(y_base, y_cond):  # fused CPU kernel, one pass per sample
+            p = y_base
+            y, g, density, mean, std, cut = native.gate_forward(y_base, y_cond, threshold, eps)
+            g_sp = g
+        else:
+            p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)  # Y_base itself when S = b = 1 in float32
+            mean, std = sample_stats(p, eps)
+            cut = torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std)  # N x D x 1 x 1: μ + σ Δ
+            g = torch.gt(p, cut, out=torch.empty_like(p))
+            density = spatial_fraction(g, weights)
+            g_sp = _spatial_gate(g, y_cond, block)
+            y = _gated_addcmul(y_base, g_sp, y_cond, block[0])
         if _is_lean(y_base, y_cond, block):  # under autocast, keep bfloat16 Y_base rather than its float32 copy p
             p = y_base
         ctx.save_for_backward(p, mean, std, cut, threshold, g_sp, y_cond, weights)
@@ -350,6 +367,12 @@ class _CDGGate(torch.autograd.Function):
             per_sample = grad_density.to(dtype).view(-1, 1, 1, 1)
             from_density = per_sample / p[0].numel() if weights is None else per_sample * (weights / p.shape[1])
         if grad_y is not None and _is_lean(p, y_cond, block) and grad_y.dtype == y_cond.dtype:
+            if grad_g is None and native.usable(grad_y, y_cond, p):  # fused CPU kernel: two sweeps per sample
+                grad_base, grad_cond, per_map = native.gate_backward(
+                    grad_y, y_cond, p, mean, std, cut, from_density, alpha,
+                    ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+                grad_threshold = per_map.sum(0).mul_(-alpha) if ctx.needs_input_grad[2] else None
+                return grad_base, grad_cond, grad_threshold, None, None, None
             return _CDGGate._backward_lean(ctx, p, mean, std, cut, g_sp, y_cond, grad_y, grad_g, from_density)
         pooled = block != (1, 1, 1)
         scratch = None  # full-size buffer of ours, reused for dL/dY_cond
@@ -487,6 +510,8 @@ def cdg_gate(
         y = _unblock(_channel_blocks(y_base, block[0]) + _bcast(_spatial_gate(g, y_cond, block), block[0])
                      * _channel_blocks(y_cond, block[0]), block[0])
         return y, g, spatial_fraction(g, weights)
+    if block == (1, 1, 1) and native.usable(y_base, y_cond):
+        return native.gate_forward(y_base, y_cond, threshold, eps, out=y_base)[:3]
     p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
     mean, std = sample_stats(p, eps)
     g = torch.gt(p, torch.addcmul(mean, threshold.view(1, -1, 1, 1).to(p.dtype), std), out=torch.empty_like(p))

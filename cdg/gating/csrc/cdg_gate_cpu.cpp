@@ -1,0 +1,234 @@
+// Fused CPU kernels of CDG's unstructured gate (S = b = 1), float32.
+//
+// Why: in eager torch, the gate's forward is four elementwise passes and its backward about ten,
+// each a separate operator call; on CPU, where a training step is bound by memory traffic and
+// dispatch, that made a CDG step ~17 % slower than a dense one. Here the forward is one pass and
+// the backward two, per sample, while the sample is still in cache. The maths is exactly
+// cdg/gating/layers.py's _CDGGate (see its docstrings); the Python side checks shapes, dtypes
+// and layouts before calling, so these functions trust their arguments.
+//
+// Layout: every full-size tensor is N x C x H x W, dense, in one memory format shared by all of
+// them: NCHW (channels_last == 0, the channel of element j of a sample is j / HW) or
+// channels_last (the channel is j % C). Threads: ATen's pool (at::parallel_for), over samples.
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+// exp(x) for x <= 0, written so that the compiler vectorises it (glibc's expf does not
+// vectorise without -ffast-math): Cody-Waite range reduction and a degree-6 polynomial; relative
+// error below 1e-7 on [-87, 0] (checked against double exp on a grid of step 1e-5); below -87 it
+// returns 0.
+inline float exp_nonpositive(float x) {
+  const bool flush = x < -87.0f;
+  x = flush ? -87.0f : x;
+  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23)
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  __builtin_memcpy(&scale, &bits, sizeof scale);
+  return flush ? 0.0f : p * scale;
+}
+
+// sigma'(m) = sigma(m) (1 - sigma(m)) = e / (1 + e)^2 with e = exp(-|m|) (symmetric in m).
+inline float sigmoid_grad(float m) {
+  const float e = exp_nonpositive(m < 0.0f ? m : -m);
+  const float d = 1.0f + e;
+  return e / (d * d);
+}
+
+// Per-sample mean and sqrt(population variance + eps) of numel values (sums in double).
+inline void sample_stats(const float* ps, int64_t numel, float eps, float& mean_out, float& std_out) {
+  double sum = 0.0, sum_sq = 0.0;
+#pragma omp simd reduction(+ : sum, sum_sq)
+  for (int64_t j = 0; j < numel; ++j) {
+    const double v = ps[j];
+    sum += v;
+    sum_sq += v * v;
+  }
+  const double mean = sum / numel;
+  const double var = std::max(sum_sq / numel - mean * mean, 0.0);
+  mean_out = static_cast<float>(mean);
+  std_out = static_cast<float>(std::sqrt(var + eps));
+}
+
+
+// One sample's backward through the gate, in two sweeps over (channel, pixel) visited by `sweep`:
+// the first computes h' = (gy * yc + fd) * sigma'(a (p - cut)), its sums per channel (maps), in total
+// and weighted by p, and grad_cond = gy * 1[p > cut] (the forward's decision, recomputed bit for
+// bit); the second recomputes h' (cheaper than storing and re-reading it) and writes grad_base.
+struct SampleBackward {
+  const float *gy, *yc, *p, *cut;
+  float a, fd;
+  float *grad_base, *grad_cond;
+  double* maps;
+  float* row;  // channels_last: per-channel partial sums of h' (C floats)
+  int64_t c, hw;
+  bool channels_last;
+
+  inline float h(int64_t j, float cut_k) const {
+    return (gy[j] * yc[j] + fd) * sigmoid_grad(a * (p[j] - cut_k));
+  }
+
+  void sums_and_grad_cond(double& sum_h, double& sum_hp) const {
+    sum_h = 0.0;
+    sum_hp = 0.0;
+    if (channels_last) {
+      std::fill(row, row + c, 0.0f);
+      for (int64_t i = 0; i < hw; ++i) {
+        const int64_t o = i * c;
+        float part_h = 0.0f, part_hp = 0.0f;
+#pragma omp simd reduction(+ : part_h, part_hp)
+        for (int64_t k = 0; k < c; ++k) {
+          const float v = h(o + k, cut[k]);
+          if (grad_cond) grad_cond[o + k] = p[o + k] > cut[k] ? gy[o + k] : 0.0f;
+          row[k] += v;
+          part_h += v;
+          part_hp += v * p[o + k];
+        }
+        sum_h += part_h;
+        sum_hp += part_hp;
+      }
+      for (int64_t k = 0; k < c; ++k) maps[k] = row[k];
+    } else {
+      for (int64_t k = 0; k < c; ++k) {
+        const int64_t o = k * hw;
+        const float cut_k = cut[k];
+        float part_h = 0.0f, part_hp = 0.0f;
+#pragma omp simd reduction(+ : part_h, part_hp)
+        for (int64_t i = o; i < o + hw; ++i) {
+          const float v = h(i, cut_k);
+          if (grad_cond) grad_cond[i] = p[i] > cut_k ? gy[i] : 0.0f;
+          part_h += v;
+          part_hp += v * p[i];
+        }
+        maps[k] = part_h;
+        sum_h += part_h;
+        sum_hp += part_hp;
+      }
+    }
+  }
+
+  // grad_base = gy + a h' + coef_p p + coef_c
+  void grad_base_pass(float coef_p, float coef_c) const {
+    if (channels_last) {
+      for (int64_t i = 0; i < hw; ++i) {
+        const int64_t o = i * c;
+#pragma omp simd
+        for (int64_t k = 0; k < c; ++k)
+          grad_base[o + k] = gy[o + k] + a * h(o + k, cut[k]) + coef_p * p[o + k] + coef_c;
+      }
+    } else {
+      for (int64_t k = 0; k < c; ++k) {
+        const int64_t o = k * hw;
+        const float cut_k = cut[k];
+#pragma omp simd
+        for (int64_t i = o; i < o + hw; ++i) grad_base[i] = gy[i] + a * h(i, cut_k) + coef_p * p[i] + coef_c;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+// mean[n], std[n] of each sample of p (N x numel), as sample_stats above.
+void cdg_sample_stats_f32(const float* p, float* mean, float* std_, int64_t n, int64_t numel, float eps) {
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) sample_stats(p + s * numel, numel, eps, mean[s], std_[s]);
+  });
+}
+
+// Forward, per sample: mean, std (as above), cut[n, c] = mean + std * threshold[c],
+// g = 1[p > cut], y = p + g * yc (y may be p itself), count[n] = sum of g.
+void cdg_gate_forward_f32(const float* p, const float* yc, const float* threshold, float eps, float* mean,
+                          float* std_, float* cut, float* y, float* g, double* count, int64_t n, int64_t c,
+                          int64_t hw, int32_t channels_last) {
+  const int64_t numel = c * hw;
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      const float* ps = p + s * numel;
+      const float* ycs = yc + s * numel;
+      float* cuts = cut + s * c;
+      float* ys = y + s * numel;
+      float* gs = g + s * numel;
+      sample_stats(ps, numel, eps, mean[s], std_[s]);
+      for (int64_t k = 0; k < c; ++k) cuts[k] = mean[s] + std_[s] * threshold[k];
+      double on = 0.0;  // rows are counted in float (exact below 2^24) and summed in double
+      if (channels_last) {
+        for (int64_t i = 0; i < hw; ++i) {
+          const int64_t o = i * c;
+          float row_on = 0.0f;
+#pragma omp simd reduction(+ : row_on)
+          for (int64_t k = 0; k < c; ++k) {
+            const float gate = ps[o + k] > cuts[k] ? 1.0f : 0.0f;
+            gs[o + k] = gate;
+            ys[o + k] = ps[o + k] + gate * ycs[o + k];
+            row_on += gate;
+          }
+          on += row_on;
+        }
+      } else {
+        for (int64_t k = 0; k < c; ++k) {
+          const int64_t o = k * hw;
+          const float cut_k = cuts[k];
+          float row_on = 0.0f;
+#pragma omp simd reduction(+ : row_on)
+          for (int64_t i = 0; i < hw; ++i) {
+            const float gate = ps[o + i] > cut_k ? 1.0f : 0.0f;
+            gs[o + i] = gate;
+            ys[o + i] = ps[o + i] + gate * ycs[o + i];
+            row_on += gate;
+          }
+          on += row_on;
+        }
+      }
+      count[s] = on;
+    }
+  });
+}
+
+// Backward. With h' = (gy * yc + from_density[n]) * sigma'(a (p - cut)), a = alpha / std[n]:
+//   per_map[n, c] = sum over pixels of h'                         (threshold gradient, in Python)
+//   grad_base = gy + a h' + B p + C   (the folded standardisation backward of _backward_lean)
+//   grad_cond = gy * 1[p > cut]
+// from_density may be null; grad_base / grad_cond are written only when not null.
+void cdg_gate_backward_f32(const float* gy, const float* yc, const float* p, const float* mean,
+                           const float* std_, const float* cut, const float* from_density, float alpha,
+                           float* grad_base, float* grad_cond, double* per_map, int64_t n, int64_t c, int64_t hw,
+                           int32_t channels_last) {
+  const int64_t numel = c * hw;
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(channels_last ? c : 0);
+    for (int64_t s = begin; s < end; ++s) {
+      const int64_t o = s * numel;
+      const float a = alpha / std_[s];
+      const SampleBackward sample{gy + o, yc + o, p + o, cut + s * c, a, from_density ? from_density[s] : 0.0f,
+                                  grad_base ? grad_base + o : nullptr, grad_cond ? grad_cond + o : nullptr,
+                                  per_map + s * c, row.data(), c, hw, channels_last != 0};
+      double sum_h, sum_hp;
+      sample.sums_and_grad_cond(sum_h, sum_hp);
+      if (grad_base) {
+        const double mu = mean[s], sd = std_[s];
+        const double mean_h = sum_h / numel, mean_hp = sum_hp / numel;
+        const double m = (mean_hp - mu * mean_h) / sd;
+        sample.grad_base_pass(static_cast<float>(-m * a / sd), static_cast<float>((mu * m / sd - mean_h) * a));
+      }
+    }
+  });
+}
+
+}  // extern "C"
