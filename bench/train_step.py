@@ -5,6 +5,7 @@
     python bench/train_step.py --gates none cdg cgnet fbs dgnet --methods simclr
     python bench/train_step.py --compile             # torch.compile the model, as train.compile does
     python bench/train_step.py --channels-last       # channels_last on CPU too (cdg.train uses it on CUDA only)
+    python bench/train_step.py --gates none cdg cdg-eager   # CDG with and without its fused CPU kernels
 
 One step = two-view augmentation + forward + backward + optimiser step (+ EMA update),
 the same code path as ``cdg.train`` (gated runs: with the gates on at their target).
@@ -15,6 +16,8 @@ same run, interleaved step by step so machine noise hits both alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
 
@@ -22,15 +25,32 @@ import torch
 
 from cdg.components import build_augment, build_model
 from cdg.config import load_config
+from cdg.gating import native
 from cdg.gating.training import GateController
 from cdg.methods import METHODS
 from cdg.optim import build_optimizer
 
 
+EAGER_SUFFIX = "-eager"  # e.g. cdg-eager: CDG with its fused CPU kernels off (cdg.gating.native)
+
+
+@contextlib.contextmanager
+def eager_gates():
+    previous = os.environ.get(native.ENV_SWITCH)
+    os.environ[native.ENV_SWITCH] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[native.ENV_SWITCH]
+        else:
+            os.environ[native.ENV_SWITCH] = previous
+
+
 def gate_overrides(gate: str) -> list[str]:
     if gate == "none":
         return []
-    return [f"gate.method={gate}", "gate.target_reduction=2", "gate.warmup_epochs=0", "gate.ramp_epochs=0"]
+    return [f"gate.method={gate.removesuffix(EAGER_SUFFIX)}", "gate.target_reduction=2", "gate.warmup_epochs=0", "gate.ramp_epochs=0"]
 
 
 def build_step(method: str, gate: str, args, device: torch.device):
@@ -93,7 +113,16 @@ def build_step(method: str, gate: str, args, device: torch.device):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             model.backbone(eval_images)
 
+    if gate.endswith(EAGER_SUFFIX):
+        return _under(eager_gates, step), _under(eager_gates, evaluate)
     return step, evaluate
+
+
+def _under(context, fn):
+    def wrapped() -> None:
+        with context():
+            fn()
+    return wrapped
 
 
 def timed(fn, cuda: bool) -> float:
@@ -137,7 +166,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
-    parser.add_argument("--gates", nargs="*", default=["none", "cdg"], help="gate methods (none = dense)")
+    parser.add_argument("--gates", nargs="*", default=["none", "cdg"],
+                        help="gate methods (none = dense; cdg-eager = cdg without its fused CPU kernels)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,14 +179,14 @@ def main() -> None:
         + (", channels_last on CPU" if args.channels_last else "")
     )
     gates = args.gates if "none" in args.gates else ["none", *args.gates]
-    print(f"{'device':7} {'method':8} {'gate':6} {'train ms':>9} {'images/s':>9} {'x dense':>8} {'eval ms':>8} {'x dense':>8}")
+    print(f"{'device':7} {'method':8} {'gate':9} {'train ms':>9} {'images/s':>9} {'x dense':>8} {'eval ms':>8} {'x dense':>8}")
     for device_name in devices:
         device = torch.device(device_name)
         for method in args.methods:
             results = bench_method(method, gates, args, device)
             dense_train, dense_eval = results["none"]
             for gate, (train_s, eval_s) in results.items():
-                print(f"{device_name:7} {method:8} {gate:6} {train_s * 1e3:9.1f} {args.batch / train_s:9.0f} "
+                print(f"{device_name:7} {method:8} {gate:9} {train_s * 1e3:9.1f} {args.batch / train_s:9.0f} "
                       f"{train_s / dense_train:8.2f} {eval_s * 1e3:8.1f} {eval_s / dense_eval:8.2f}")
 
 

@@ -20,6 +20,7 @@ import ctypes
 import functools
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -53,7 +54,8 @@ def _library() -> ctypes.CDLL | None:
     # ATen/Parallel.h's parallel_for is inline OpenMP when torch uses OpenMP: without -fopenmp it
     # would run on one thread (the process's libgomp, torch's, is the one that gets used)
     threads = ["-fopenmp"] if torch.backends.openmp.is_available() else []
-    name = f"cdg_gate_cpu_{capability.lower()}"
+    # one build per vector ISA and torch version (the cache is keyed by name and source, not by torch's ABI)
+    name = re.sub(r"\W", "_", f"cdg_gate_cpu_{capability.lower()}_torch{torch.__version__}")
     try:
         quiet = logging.getLogger("torch.utils.cpp_extension")
         level = quiet.level
