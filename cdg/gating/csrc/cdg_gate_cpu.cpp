@@ -1,9 +1,8 @@
 // Fused CPU kernels of CDG's unstructured gate (S = b = 1), float32.
 //
 // Why: in eager torch, the gate's forward is four elementwise passes and its backward about ten,
-// each a separate operator call; on CPU, where a training step is bound by memory traffic and
-// dispatch, that made a CDG step ~17 % slower than a dense one. Here the forward is one pass and
-// the backward two, per sample, while the sample is still in cache. The maths is exactly
+// each a separate operator call and a trip through memory. Here the forward is one pass and the
+// backward two sweeps, per sample, while the sample is still in cache. The maths is exactly
 // cdg/gating/layers.py's _CDGGate (see its docstrings); the Python side checks shapes, dtypes
 // and layouts before calling, so these functions trust their arguments.
 //
