@@ -174,6 +174,22 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
     assert torch.equal(y, y_base + g * y_cond) and 0 < g.mean() < 1
 
 
+def test_a_compiler_without_the_vector_flags_gets_the_portable_build(kernel, monkeypatch):
+    real, tried = native._build, []
+
+    def picky(name, flags):
+        tried.append(flags)
+        if flags:
+            raise RuntimeError("c++: error: unrecognized command-line option '-mavx2'")
+        return real(name, flags)
+
+    monkeypatch.setattr(native, "_build", picky)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    lib = native._library.__wrapped__()
+    assert lib is not None and tried == [native._ARCH_FLAGS["AVX2"], []]
+    assert "cdg_gate_cpu_default_torch" in lib._name
+
+
 def test_the_environment_switch_turns_the_kernels_off(monkeypatch):
     monkeypatch.setenv(native.ENV_SWITCH, "off")
     assert not native.enabled() and native.library() is None

@@ -8,7 +8,9 @@ docs/results.md).
 The kernel is compiled by ``torch.utils.cpp_extension`` (a C++ compiler and the ``ninja``
 package; about two seconds, cached under ``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``) and called through ``ctypes`` on raw pointers: it includes only
-``ATen/Parallel.h``, whose thread pool it shares with torch. If the build fails (no compiler,
+``ATen/Parallel.h``, whose thread pool it shares with torch. It is compiled for the vector
+instructions torch's own kernels use on this CPU, and without them if the compiler rejects the
+flags. If the build still fails (no compiler,
 Windows), one warning is issued and the eager torch path is used; the two agree up to float
 rounding (the tests compare them). ``CDG_NATIVE_GATE=0`` turns the kernels off.
 
@@ -46,31 +48,41 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in {"0", "off", "false", "no"}
 
 
+def _build(name: str, flags: list[str]) -> str:
+    """Compile (or find in the cache) the kernel library; returns its path."""
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "No CUDA runtime is found" is noise for a CPU-only kernel
+    try:
+        from torch.utils import cpp_extension
+
+        # ATen/Parallel.h's parallel_for is inline OpenMP when torch uses OpenMP: without -fopenmp
+        # it would run on one thread (the process's libgomp, torch's, is the one that gets used)
+        threads = ["-fopenmp"] if torch.backends.openmp.is_available() else []
+        return cpp_extension.load(name, sources=[str(SOURCE)], extra_cflags=["-O3", "-fopenmp-simd", *flags, *threads],
+                                  extra_ldflags=threads, is_python_module=False, verbose=False)
+    finally:
+        quiet.setLevel(level)
+
+
 @functools.lru_cache(maxsize=None)
 def _library() -> ctypes.CDLL | None:
-    if sys.platform == "win32":  # the flags below are gcc/clang's
+    if sys.platform == "win32":  # the flags are gcc/clang's
         return None
     capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "DEFAULT"
-    flags = ["-O3", "-fopenmp-simd", *_ARCH_FLAGS.get(capability, [])]
-    # ATen/Parallel.h's parallel_for is inline OpenMP when torch uses OpenMP: without -fopenmp it
-    # would run on one thread (the process's libgomp, torch's, is the one that gets used)
-    threads = ["-fopenmp"] if torch.backends.openmp.is_available() else []
     # one build per vector ISA and torch version (the cache is keyed by name and source, not by torch's ABI)
-    name = re.sub(r"\W", "_", f"cdg_gate_cpu_{capability.lower()}_torch{torch.__version__}")
-    try:
-        quiet = logging.getLogger("torch.utils.cpp_extension")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # "No CUDA runtime is found" is noise for a CPU-only kernel
+    version = re.sub(r"\W", "_", torch.__version__)
+    attempts = [(f"cdg_gate_cpu_{capability.lower()}_torch{version}", _ARCH_FLAGS.get(capability, []))]
+    if attempts[0][1]:  # a compiler without these -m flags still builds the portable version
+        attempts.append((f"cdg_gate_cpu_default_torch{version}", []))
+    for build_name, flags in attempts:
         try:
-            from torch.utils import cpp_extension
-
-            path = cpp_extension.load(name, sources=[str(SOURCE)], extra_cflags=flags + threads,
-                                      extra_ldflags=threads, is_python_module=False, verbose=False)
-        finally:
-            quiet.setLevel(level)
-        lib = ctypes.CDLL(path)
-    except Exception as exc:  # no compiler, no ninja, read-only cache, ...: fall back, say so once
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            lib = ctypes.CDLL(_build(build_name, flags))
+            break
+        except Exception as exc:  # no compiler, no ninja, read-only cache, ...
+            error = exc
+    else:  # fall back, say so once
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         warnings.warn(f"CDG's fused CPU gate kernel could not be built ({reason}); using the slower torch path "
                       f"(set {ENV_SWITCH}=0 to silence)", RuntimeWarning, stacklevel=3)
         return None
