@@ -10,9 +10,9 @@ package; about two seconds, cached under ``TORCH_EXTENSIONS_DIR``, default
 ``~/.cache/torch_extensions``) and called through ``ctypes`` on raw pointers: it includes only
 ``ATen/Parallel.h``, whose thread pool it shares with torch. It is compiled for the vector
 instructions torch's own kernels use on this CPU, and without them if the compiler rejects the
-flags. If the build still fails (no compiler,
-Windows), one warning is issued and the eager torch path is used; the two agree up to float
-rounding (the tests compare them). ``CDG_NATIVE_GATE=0`` turns the kernels off.
+flags. If the build still fails (no compiler, Windows), one warning is issued and the eager
+torch path is used; the two agree up to float rounding (the tests compare them).
+``CDG_NATIVE_GATE=0`` turns the kernels off.
 
 Only CPU float32 tensors of one shape and one dense layout (NCHW or channels_last) take this
 path; ``usable`` says whether a set of tensors does.
