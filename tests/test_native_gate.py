@@ -95,6 +95,44 @@ def test_fused_kernels_equal_the_eager_path_and_the_float64_definition(shape, la
         torch.testing.assert_close(got, eager, atol=2e-5, rtol=1e-4)
 
 
+def test_the_backward_writes_gradients_over_donated_partial_sums_only_when_autograd_frees_them(kernel):
+    y_base, y_cond, thr, weight = _inputs((3, 8, 5, 5), torch.channels_last, seed=6)
+    _, _, _, expected = _gate_and_grads(y_base, y_cond, thr, weight)
+
+    def run(retain: bool):
+        leaves = [t.clone().requires_grad_() for t in (y_base, y_cond, thr)]
+        y, _, density = cdg_gate(*leaves, (1, 1, 1), 4.0, donate=True)
+        loss = (y * weight).sum() + 3.0 * density.sum()
+        grads = torch.autograd.grad(loss, leaves, retain_graph=retain)
+        untouched = torch.equal(leaves[0], y_base) and torch.equal(leaves[1], y_cond)
+        again = torch.autograd.grad(loss, leaves) if retain else None  # (this last one may donate)
+        return leaves, grads, again, untouched
+
+    leaves, grads, _, untouched = run(retain=False)
+    assert not untouched
+    assert grads[0].data_ptr() == leaves[1].data_ptr() and grads[1].data_ptr() == leaves[0].data_ptr()
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-6)
+
+    leaves, grads, again, untouched = run(retain=True)  # a second backward reads the saved partial sums again
+    assert untouched
+    assert grads[0].data_ptr() != leaves[1].data_ptr() and grads[1].data_ptr() != leaves[0].data_ptr()
+    for first, second, want in zip(grads, again, expected):
+        assert torch.equal(first, second)
+        torch.testing.assert_close(first, want, atol=1e-6, rtol=1e-6)
+
+
+def test_a_cdg_layer_backward_twice_with_retain_graph_gives_the_same_gradients(kernel, calls):
+    torch.manual_seed(1)
+    layer = build_gated_conv(ConvSpec("layer1.0.conv2", 8, 8, 3, 1, 1, "conv"), GateSpec("cdg", init_threshold=0.0))
+    loss = layer(torch.randn(4, 8, 6, 6)).square().mean() + layer.record.soft_density
+    first = torch.autograd.grad(loss, list(layer.parameters()), retain_graph=True)
+    second = torch.autograd.grad(loss, list(layer.parameters()))
+    assert calls["backward"] == 2
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
 def test_fused_kernels_do_not_depend_on_the_thread_count(kernel):
     """Samples are split between threads, each sample's sums stay in one thread: bit for bit."""
     inputs = _inputs((6, 8, 5, 5), torch.contiguous_format, seed=3)

@@ -59,7 +59,8 @@ data-dependent Python control flow (``torch.compile(fullgraph=True)`` traces it,
 On CPU, float32 unstructured CDG gates run fused C++ kernels (``cdg.gating.native``, built on
 first use; ``CDG_NATIVE_GATE=0`` turns them off): the statistics, decisions, gated sum and
 density in one pass per sample, the backward in two, with the decisions recomputed rather than
-read. Their per-sample statistics are summed in float64, and ``sample_stats`` uses the same
+read and, inside a layer, the two gradients written over the partial sums they come from
+whenever autograd frees those afterwards (no ``retain_graph``). Their per-sample statistics are summed in float64, and ``sample_stats`` uses the same
 kernel whenever no gradient flows through it, so training and eval decide alike; where a
 gradient does flow (the ungated path's ``cdg_decisions`` in training) the statistics are torch's
 float32 sums, which may differ in the last bit. The tests check both paths against each other
@@ -333,7 +334,7 @@ class _CDGGate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, y_base, y_cond, threshold, block, alpha, eps):
+    def forward(ctx, y_base, y_cond, threshold, block, alpha, eps, donate=False):
         weights = block_weights(tuple(y_cond.shape[-2:]), block[1], block[2], y_base.device)
         if block == (1, 1, 1) and native.usable(y_base, y_cond):  # fused CPU kernel, one pass per sample
             p = y_base
@@ -350,7 +351,7 @@ class _CDGGate(torch.autograd.Function):
         if _is_lean(y_base, y_cond, block):  # under autocast, keep bfloat16 Y_base rather than its float32 copy p
             p = y_base
         ctx.save_for_backward(p, mean, std, cut, threshold, g_sp, y_cond, weights)
-        ctx.block, ctx.alpha, ctx.base_dtype = block, alpha, y_base.dtype
+        ctx.block, ctx.alpha, ctx.base_dtype, ctx.donate = block, alpha, y_base.dtype, donate
         ctx.set_materialize_grads(False)
         return y, g, density
 
@@ -360,19 +361,19 @@ class _CDGGate(torch.autograd.Function):
         block, alpha = ctx.block, ctx.alpha
         s_blk = block[0]
         if grad_y is None and grad_g is None and grad_density is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
+        if (grad_y is not None and grad_g is None and block == (1, 1, 1)
+                and native.usable(grad_y, y_cond, p)):  # fused CPU kernel: two sweeps per sample
+            donate = ctx.donate and native.saved_tensors_reusable()  # Y_cond, p are dead after this
+            grads = native.gate_backward(grad_y, y_cond, p, mean, std, cut, grad_density, alpha,
+                                         tuple(ctx.needs_input_grad[:3]), donate)
+            return (*grads, None, None, None, None)
         dtype = mean.dtype  # the gate dtype (p may be a bfloat16 Y_base)
         from_density = None  # dL/dρ ∂ρ/∂g, broadcastable to p: N x 1 x 1 x 1 or N x 1 x H_d x W_d
         if grad_density is not None:
             per_sample = grad_density.to(dtype).view(-1, 1, 1, 1)
             from_density = per_sample / p[0].numel() if weights is None else per_sample * (weights / p.shape[1])
         if grad_y is not None and _is_lean(p, y_cond, block) and grad_y.dtype == y_cond.dtype:
-            if grad_g is None and native.usable(grad_y, y_cond, p):  # fused CPU kernel: two sweeps per sample
-                grad_base, grad_cond, per_map = native.gate_backward(
-                    grad_y, y_cond, p, mean, std, cut, from_density, alpha,
-                    ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-                grad_threshold = per_map.sum(0).mul_(-alpha) if ctx.needs_input_grad[2] else None
-                return grad_base, grad_cond, grad_threshold, None, None, None
             return _CDGGate._backward_lean(ctx, p, mean, std, cut, g_sp, y_cond, grad_y, grad_g, from_density)
         pooled = block != (1, 1, 1)
         scratch = None  # full-size buffer of ours, reused for dL/dY_cond
@@ -409,7 +410,7 @@ class _CDGGate(torch.autograd.Function):
                 grad_cond = _unblock(torch.mul(gy, gb, out=_channel_blocks(scratch, s_blk)), s_blk)
             else:
                 grad_cond = _unblock(gy * gb, s_blk)
-        return grad_base, grad_cond, grad_threshold, None, None, None
+        return grad_base, grad_cond, grad_threshold, None, None, None, None
 
     @staticmethod
     def _backward_lean(ctx, p, mean, std, cut, g, y_cond, grad_y, grad_g, from_density):
@@ -461,7 +462,8 @@ class _CDGGate(torch.autograd.Function):
             if want_cond:
                 torch.mul(gy, g[i], out=grad_cond[i])
         grad_threshold = per_map.sum(0).mul_(-alpha) if ctx.needs_input_grad[2] else None
-        return (grad_base if want_base else None), (grad_cond if want_cond else None), grad_threshold, None, None, None
+        grads = (grad_base if want_base else None), (grad_cond if want_cond else None), grad_threshold
+        return (*grads, None, None, None, None)
 
 
 # Elementwise passes over tensors larger than the cache run at memory bandwidth; the backward of
@@ -488,17 +490,19 @@ def _is_lean(y_base: torch.Tensor, y_cond: torch.Tensor, block: tuple[int, int, 
 
 def cdg_gate(
     y_base: torch.Tensor, y_cond: torch.Tensor, threshold: torch.Tensor, block: tuple[int, int, int],
-    alpha: float, eps: float = STANDARDISE_EPS,
+    alpha: float, eps: float = STANDARDISE_EPS, donate: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(Y, g, ρ) of the CDG layer given its two partial sums, ρ = ``spatial_fraction(g)`` per sample;
-    see ``_CDGGate``. In place on ``y_base`` without grad.
+    see ``_CDGGate``. In place on ``y_base`` without grad. ``donate``: the caller will not read
+    ``y_base`` and ``y_cond`` again, so the fused CPU backward may write their gradients over them
+    (when autograd frees its saved tensors, i.e. without ``retain_graph``).
 
     Under ``torch.compile`` the same maths is written as plain differentiable ops (straight-through
     by ``hard + soft − soft.detach()``), which the compiler fuses better than the hand-written node.
     """
     needs_grad = torch.is_grad_enabled() and (y_base.requires_grad or y_cond.requires_grad or threshold.requires_grad)
     if needs_grad and not torch.compiler.is_compiling():
-        return _CDGGate.apply(y_base, y_cond, threshold, block, float(alpha), float(eps))
+        return _CDGGate.apply(y_base, y_cond, threshold, block, float(alpha), float(eps), donate)
     weights = block_weights(tuple(y_cond.shape[-2:]), block[1], block[2], y_base.device)
     if needs_grad:
         p = pool_blocks(y_base.to(_gate_dtype(y_base)), *block)
@@ -770,7 +774,8 @@ class CDGConv(_SplitGatedConv):
         return cdg_decisions(y_base, self.threshold, block, self.gate.sharpness)
 
     def _gate_and_sum(self, y_base, y_cond, block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return cdg_gate(y_base, y_cond, self.threshold, block, self.gate.sharpness)
+        # the partial sums are this forward's own temporaries: their memory may hold their gradients
+        return cdg_gate(y_base, y_cond, self.threshold, block, self.gate.sharpness, donate=True)
 
 
 class CGNetConv(_SplitGatedConv):

@@ -2,8 +2,9 @@
 
 Why: on CPU the eager gate is about fifteen separate elementwise operator calls per layer and
 step, each a pass over memory; the fused kernels do the forward in one pass and the backward in
-two, per sample, while it is in cache (about 3 points off CDG's step time relative to dense,
-docs/results.md).
+two, per sample, while it is in cache, and the backward can write its gradients over the
+partial sums it consumes instead of into fresh memory (docs/results.md has the step times with
+and without them).
 
 The kernel is compiled by ``torch.utils.cpp_extension`` (a C++ compiler and the ``ninja``
 package; about two seconds, cached under ``TORCH_EXTENSIONS_DIR``, default
@@ -128,8 +129,17 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 def _f32(t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``t`` as a dense float32 tensor of ``shape`` (no copy when it already is one)."""
+    """``t`` as a dense float32 tensor of ``shape`` (no op when it already is one)."""
+    if t.dtype == torch.float32 and t.shape == shape and t.is_contiguous():
+        return t
     return t.to(torch.float32).expand(shape).contiguous()
+
+
+def saved_tensors_reusable() -> bool:
+    """Inside a backward: whether autograd frees the saved tensors after it (no ``retain_graph``),
+    so that their memory may hold gradients (torch's compiled autograd donates buffers alike)."""
+    keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return keep_graph is not None and not keep_graph()
 
 
 def sample_stats(p: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,28 +159,30 @@ def gate_forward(p: torch.Tensor, y_cond: torch.Tensor, threshold: torch.Tensor,
     of g. Requires ``usable(p, y_cond)``; not differentiable."""
     n, c, h, w = p.shape
     threshold = _f32(threshold.detach(), (c,))
-    mean, std, cut = torch.empty(n, 1, 1, 1), torch.empty(n, 1, 1, 1), torch.empty(n, c, 1, 1)
+    mean, std, cut, density = torch.empty(n, 1, 1, 1), torch.empty(n, 1, 1, 1), torch.empty(n, c, 1, 1), torch.empty(n)
     y = torch.empty_like(p) if out is None else out
     g = torch.empty_like(p)
-    count = torch.empty(n, dtype=torch.float64)
     library().cdg_gate_forward_f32(_ptr(p), _ptr(y_cond), _ptr(threshold), float(eps), _ptr(mean), _ptr(std),
-                                   _ptr(cut), _ptr(y), _ptr(g), _ptr(count), n, c, h * w, int(_layout(p)))
-    return y, g, count.div_(c * h * w).to(torch.float32), mean, std, cut
+                                   _ptr(cut), _ptr(y), _ptr(g), _ptr(density), n, c, h * w, int(_layout(p)))
+    return y, g, density, mean, std, cut
 
 
-def gate_backward(grad_y, y_cond, p, mean, std, cut, from_density, alpha: float, want_base: bool,
-                  want_cond: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
-    """(dL/dY_base, dL/dY_cond, per-map Σ h' (N x C, float64)) of the lean CDG backward
-    (``_CDGGate._backward_lean`` documents the maths), the decisions 1[p > cut] recomputed bit for
-    bit rather than read. Requires ``usable(grad_y, y_cond, p)``;
-    ``mean``, ``std``: N x 1 x 1 x 1, ``cut``: N x C x 1 x 1, ``from_density``: N x 1 x 1 x 1 or None."""
+def gate_backward(grad_y, y_cond, p, mean, std, cut, grad_density, alpha: float, want: tuple[bool, bool, bool],
+                  donate: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """(dL/dY_base, dL/dY_cond, dL/dΔ) of the unstructured CDG gate given dL/dY and dL/dρ
+    (``grad_density``, N, or None), each computed when ``want`` says so. The maths is
+    ``_CDGGate._backward_lean``'s; the decisions 1[p > cut] are recomputed bit for bit rather than
+    read. ``donate``: write dL/dY_base into Y_cond's memory and dL/dY_cond into p's (the caller
+    guarantees that nothing reads them afterwards). Requires ``usable(grad_y, y_cond, p)``;
+    ``mean``, ``std``: N x 1 x 1 x 1, ``cut``: N x C x 1 x 1."""
     n, c, h, w = p.shape
     mean, std, cut = _f32(mean, (n, 1, 1, 1)), _f32(std, (n, 1, 1, 1)), _f32(cut, (n, c, 1, 1))
-    density = None if from_density is None else _f32(from_density, (n, 1, 1, 1))
-    grad_base = torch.empty_like(p) if want_base else None
-    grad_cond = torch.empty_like(p) if want_cond else None
-    per_map = torch.empty(n, c, dtype=torch.float64)
+    density = None if grad_density is None else _f32(grad_density.reshape(-1), (n,))
+    want_base, want_cond, want_threshold = want
+    grad_base = (y_cond if donate else torch.empty_like(p)) if want_base else None
+    grad_cond = (p if donate else torch.empty_like(p)) if want_cond else None
+    grad_threshold = torch.empty(c) if want_threshold else None
     library().cdg_gate_backward_f32(
         _ptr(grad_y), _ptr(y_cond), _ptr(p), _ptr(mean), _ptr(std), _ptr(cut), _ptr(density), float(alpha),
-        _ptr(grad_base), _ptr(grad_cond), _ptr(per_map), n, c, h * w, int(_layout(p)))
-    return grad_base, grad_cond, per_map
+        _ptr(grad_base), _ptr(grad_cond), _ptr(grad_threshold), n, c, h * w, int(_layout(p)))
+    return grad_base, grad_cond, grad_threshold

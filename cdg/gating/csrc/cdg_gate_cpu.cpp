@@ -64,10 +64,14 @@ inline void sample_stats(const float* ps, int64_t numel, float eps, float& mean_
 }
 
 
-// One sample's backward through the gate, in two sweeps over (channel, pixel) visited by `sweep`:
-// the first computes h' = (gy * yc + fd) * sigma'(a (p - cut)), its sums per channel (maps), in total
-// and weighted by p, and grad_cond = gy * 1[p > cut] (the forward's decision, recomputed bit for
-// bit); the second recomputes h' (cheaper than storing and re-reading it) and writes grad_base.
+// One sample's backward through the gate, in two sweeps. The first computes
+// h' = (gy * yc + fd) * sigma'(a (p - cut)), stores it in grad_base (when wanted) and sums it per
+// channel (maps), in total and weighted by p. The second turns the stored h' into grad_base in
+// place and writes grad_cond = gy * 1[p > cut] (the forward's decision, recomputed bit for bit;
+// written by the first sweep when grad_base is not wanted). Element j of each output is written
+// only after element j of every input has been read for the last time, so grad_base may share
+// memory with yc and grad_cond with p (the caller donates the saved partial sums when autograd
+// will not need them again). `#pragma omp simd` lets the compiler vectorise despite the aliasing.
 struct SampleBackward {
   const float *gy, *yc, *p, *cut;
   float a, fd;
@@ -81,38 +85,42 @@ struct SampleBackward {
     return (gy[j] * yc[j] + fd) * sigmoid_grad(a * (p[j] - cut_k));
   }
 
-  void sums_and_grad_cond(double& sum_h, double& sum_hp) const {
+  // sweep 1 on elements [o, o + len) whose thresholds are cut_of(i) (i = 0 .. len-1); per_channel
+  // (channels_last: element i is channel i) accumulates h' per channel when not null
+  template <typename Cut>
+  inline void sums(int64_t o, int64_t len, Cut cut_of, float* per_channel, float& part_h, float& part_hp) const {
+    float* const hs = grad_base;
+    float* const gc = grad_base ? nullptr : grad_cond;
+#pragma omp simd reduction(+ : part_h, part_hp)
+    for (int64_t i = 0; i < len; ++i) {
+      const float cut_i = cut_of(i);
+      const float pj = p[o + i];
+      const float v = h(o + i, cut_i);
+      if (hs) hs[o + i] = v;
+      if (gc) gc[o + i] = pj > cut_i ? gy[o + i] : 0.0f;
+      if (per_channel) per_channel[i] += v;
+      part_h += v;
+      part_hp += v * pj;
+    }
+  }
+
+  void first_sweep(double& sum_h, double& sum_hp) const {
     sum_h = 0.0;
     sum_hp = 0.0;
     if (channels_last) {
       std::fill(row, row + c, 0.0f);
       for (int64_t i = 0; i < hw; ++i) {
-        const int64_t o = i * c;
         float part_h = 0.0f, part_hp = 0.0f;
-#pragma omp simd reduction(+ : part_h, part_hp)
-        for (int64_t k = 0; k < c; ++k) {
-          const float v = h(o + k, cut[k]);
-          if (grad_cond) grad_cond[o + k] = p[o + k] > cut[k] ? gy[o + k] : 0.0f;
-          row[k] += v;
-          part_h += v;
-          part_hp += v * p[o + k];
-        }
+        sums(i * c, c, [&](int64_t k) { return cut[k]; }, row, part_h, part_hp);
         sum_h += part_h;
         sum_hp += part_hp;
       }
       for (int64_t k = 0; k < c; ++k) maps[k] = row[k];
     } else {
       for (int64_t k = 0; k < c; ++k) {
-        const int64_t o = k * hw;
         const float cut_k = cut[k];
         float part_h = 0.0f, part_hp = 0.0f;
-#pragma omp simd reduction(+ : part_h, part_hp)
-        for (int64_t i = o; i < o + hw; ++i) {
-          const float v = h(i, cut_k);
-          if (grad_cond) grad_cond[i] = p[i] > cut_k ? gy[i] : 0.0f;
-          part_h += v;
-          part_hp += v * p[i];
-        }
+        sums(k * hw, hw, [&](int64_t) { return cut_k; }, nullptr, part_h, part_hp);
         maps[k] = part_h;
         sum_h += part_h;
         sum_hp += part_hp;
@@ -120,21 +128,28 @@ struct SampleBackward {
     }
   }
 
-  // grad_base = gy + a h' + coef_p p + coef_c
-  void grad_base_pass(float coef_p, float coef_c) const {
-    if (channels_last) {
-      for (int64_t i = 0; i < hw; ++i) {
-        const int64_t o = i * c;
+  // grad_base = gy + a h' + coef_p p + coef_c (h' read from grad_base), grad_cond = gy * 1[p > cut]
+  void second_sweep(float coef_p, float coef_c) const {
+    for (int64_t r = 0; r < (channels_last ? hw : c); ++r) {
+      const int64_t len = channels_last ? c : hw, o = r * len;
+      float* const gb = grad_base + o;
+      float* const gc = grad_cond ? grad_cond + o : nullptr;
+      const float *gys = gy + o, *ps = p + o;
+      if (channels_last) {
 #pragma omp simd
-        for (int64_t k = 0; k < c; ++k)
-          grad_base[o + k] = gy[o + k] + a * h(o + k, cut[k]) + coef_p * p[o + k] + coef_c;
-      }
-    } else {
-      for (int64_t k = 0; k < c; ++k) {
-        const int64_t o = k * hw;
-        const float cut_k = cut[k];
+        for (int64_t k = 0; k < len; ++k) {
+          const float pj = ps[k], gj = gys[k];
+          gb[k] = gj + a * gb[k] + coef_p * pj + coef_c;
+          if (gc) gc[k] = pj > cut[k] ? gj : 0.0f;
+        }
+      } else {
+        const float cut_r = cut[r];
 #pragma omp simd
-        for (int64_t i = o; i < o + hw; ++i) grad_base[i] = gy[i] + a * h(i, cut_k) + coef_p * p[i] + coef_c;
+        for (int64_t i = 0; i < len; ++i) {
+          const float pj = ps[i], gj = gys[i];
+          gb[i] = gj + a * gb[i] + coef_p * pj + coef_c;
+          if (gc) gc[i] = pj > cut_r ? gj : 0.0f;
+        }
       }
     }
   }
@@ -152,9 +167,9 @@ void cdg_sample_stats_f32(const float* p, float* mean, float* std_, int64_t n, i
 }
 
 // Forward, per sample: mean, std (as above), cut[n, c] = mean + std * threshold[c],
-// g = 1[p > cut], y = p + g * yc (y may be p itself), count[n] = sum of g.
+// g = 1[p > cut], y = p + g * yc (y may be p itself), density[n] = mean of g.
 void cdg_gate_forward_f32(const float* p, const float* yc, const float* threshold, float eps, float* mean,
-                          float* std_, float* cut, float* y, float* g, double* count, int64_t n, int64_t c,
+                          float* std_, float* cut, float* y, float* g, float* density, int64_t n, int64_t c,
                           int64_t hw, int32_t channels_last) {
   const int64_t numel = c * hw;
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
@@ -195,39 +210,49 @@ void cdg_gate_forward_f32(const float* p, const float* yc, const float* threshol
           on += row_on;
         }
       }
-      count[s] = on;
+      density[s] = static_cast<float>(on / numel);
     }
   });
 }
 
-// Backward. With h' = (gy * yc + from_density[n]) * sigma'(a (p - cut)), a = alpha / std[n]:
-//   per_map[n, c] = sum over pixels of h'                         (threshold gradient, in Python)
+// Backward. With h' = (gy * yc + grad_density[n] / (C H W)) * sigma'(a (p - cut)), a = alpha / std[n]:
 //   grad_base = gy + a h' + B p + C   (the folded standardisation backward of _backward_lean)
 //   grad_cond = gy * 1[p > cut]
-// from_density may be null; grad_base / grad_cond are written only when not null.
+//   grad_threshold[c] = -alpha * sum over samples and pixels of h'
+// grad_density, grad_base, grad_cond and grad_threshold may be null (not wanted). grad_base may
+// be yc and grad_cond may be p (see SampleBackward).
 void cdg_gate_backward_f32(const float* gy, const float* yc, const float* p, const float* mean,
-                           const float* std_, const float* cut, const float* from_density, float alpha,
-                           float* grad_base, float* grad_cond, double* per_map, int64_t n, int64_t c, int64_t hw,
-                           int32_t channels_last) {
+                           const float* std_, const float* cut, const float* grad_density, float alpha,
+                           float* grad_base, float* grad_cond, float* grad_threshold, int64_t n, int64_t c,
+                           int64_t hw, int32_t channels_last) {
   const int64_t numel = c * hw;
+  std::vector<double> per_map(n * c);
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> row(channels_last ? c : 0);
     for (int64_t s = begin; s < end; ++s) {
       const int64_t o = s * numel;
       const float a = alpha / std_[s];
-      const SampleBackward sample{gy + o, yc + o, p + o, cut + s * c, a, from_density ? from_density[s] : 0.0f,
+      const float fd = grad_density ? static_cast<float>(static_cast<double>(grad_density[s]) / numel) : 0.0f;
+      const SampleBackward sample{gy + o, yc + o, p + o, cut + s * c, a, fd,
                                   grad_base ? grad_base + o : nullptr, grad_cond ? grad_cond + o : nullptr,
-                                  per_map + s * c, row.data(), c, hw, channels_last != 0};
+                                  per_map.data() + s * c, row.data(), c, hw, channels_last != 0};
       double sum_h, sum_hp;
-      sample.sums_and_grad_cond(sum_h, sum_hp);
+      sample.first_sweep(sum_h, sum_hp);
       if (grad_base) {
         const double mu = mean[s], sd = std_[s];
         const double mean_h = sum_h / numel, mean_hp = sum_hp / numel;
         const double m = (mean_hp - mu * mean_h) / sd;
-        sample.grad_base_pass(static_cast<float>(-m * a / sd), static_cast<float>((mu * m / sd - mean_h) * a));
+        sample.second_sweep(static_cast<float>(-m * a / sd), static_cast<float>((mu * m / sd - mean_h) * a));
       }
     }
   });
+  if (grad_threshold) {
+    for (int64_t k = 0; k < c; ++k) {
+      double total = 0.0;
+      for (int64_t s = 0; s < n; ++s) total += per_map[s * c + k];
+      grad_threshold[k] = static_cast<float>(-alpha * total);
+    }
+  }
 }
 
 }  // extern "C"
