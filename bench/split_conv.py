@@ -1,6 +1,6 @@
 """Cost of the base/conditional input-channel split of a gated conv, per layer shape, in one run.
 
-    python bench/split_conv.py                        # ResNet-18 3x3 shapes at width 1 (batch 32, 32 px) and 1/4 (batch 256, 16 px)
+    python bench/split_conv.py              # ResNet-18 3x3 shapes: width 1 (batch 32, 32 px), 1/4 (batch 256, 16 px)
     python bench/split_conv.py --groups 2 --threads 4
 
 A gated conv (CDG, CGNet) computes conv(x[:, :C_b], W[:, :C_b]) and conv(x[:, C_b:], W[:, C_b:])
@@ -70,7 +70,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"3x3 convs, C_in = C_out, G = {args.groups}, median of {args.reps}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
-    print(f"{'format':7} {'batch':>5} {'C':>4} {'HxW':>6} {'fwd dense ms':>12} {'split':>6} {'fwd+bwd dense ms':>16} {'split':>6}")
+    print(f"{'format':7} {'batch':>5} {'C':>4} {'HxW':>6} {'fwd dense ms':>12} {'split':>6} "
+          f"{'fwd+bwd dense ms':>16} {'split':>6}")
     for fmt_name, fmt in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
         for n, c, hw in SHAPES:
             fns = closures(n, c, hw, args.groups, fmt)

@@ -50,7 +50,8 @@ def eager_gates():
 def gate_overrides(gate: str) -> list[str]:
     if gate == "none":
         return []
-    return [f"gate.method={gate.removesuffix(EAGER_SUFFIX)}", "gate.target_reduction=2", "gate.warmup_epochs=0", "gate.ramp_epochs=0"]
+    method = gate.removesuffix(EAGER_SUFFIX)
+    return [f"gate.method={method}", "gate.target_reduction=2", "gate.warmup_epochs=0", "gate.ramp_epochs=0"]
 
 
 def build_step(method: str, gate: str, args, device: torch.device):

@@ -60,11 +60,12 @@ On CPU, float32 unstructured CDG gates run fused C++ kernels (``cdg.gating.nativ
 first use; ``CDG_NATIVE_GATE=0`` turns them off): the statistics, decisions, gated sum and
 density in one pass per sample, the backward in two, with the decisions recomputed rather than
 read and, inside a layer, the two gradients written over the partial sums they come from
-whenever autograd frees those afterwards (no ``retain_graph``). Their per-sample statistics are summed in float64, and ``sample_stats`` uses the same
-kernel whenever no gradient flows through it, so training and eval decide alike; where a
-gradient does flow (the ungated path's ``cdg_decisions`` in training) the statistics are torch's
-float32 sums, which may differ in the last bit. The tests check both paths against each other
-and against float64 autograd of the definition.
+whenever autograd frees those afterwards (no ``retain_graph``). Their per-sample statistics
+are summed in float64, and ``sample_stats`` uses the same kernel whenever no gradient flows
+through it, so training and eval decide alike; where a gradient does flow (the ungated path's
+``cdg_decisions`` in training) the statistics are torch's float32 sums, which may differ in
+the last bit. The tests check both paths against each other and against float64 autograd of
+the definition.
 """
 from __future__ import annotations
 
@@ -320,6 +321,8 @@ class _CDGGate(torch.autograd.Function):
     """CDG's gate, gated sum and gate density in one autograd node, written for speed on CPU, where
     every full-size pass over memory counts: the forward makes five (two statistics, g, its count,
     Y), the backward of the unstructured case ten, allocating only its two full-size gradients.
+    For CPU float32 unstructured gates both directions run the fused kernels of
+    ``cdg.gating.native`` instead (same maths, one forward pass and two backward sweeps).
 
     Forward (p = pool_{S,b}(Y_base) in float32, per-sample μ, σ over (D, H_d, W_d))::
 
