@@ -167,6 +167,18 @@ def test_inputs_the_kernels_do_not_cover_take_the_eager_path(case, kernel, calls
         assert calls == {"forward": 0, "backward": 0}
 
 
+def test_the_kernels_surrogate_derivative_matches_float64(kernel):
+    """sigma'(m) = e / (1 + e)^2, e = exp(-|m|), with the kernel's own vectorised exp."""
+    m = torch.cat([torch.linspace(-100.0, 100.0, 400_001), torch.tensor([0.0, -87.0, 87.0, -87.5, 1e-30])])
+    got = native.sigmoid_grad(m).double()
+    ref = torch.sigmoid(m.double()) * torch.sigmoid(-m.double())
+    inside = m.abs() <= 87.0
+    rel = ((got - ref).abs() / ref)[inside]
+    assert rel.max() < 5e-7, rel.max()
+    assert torch.equal(got[~inside], torch.zeros_like(got[~inside]))  # flushed to 0 beyond |m| = 87
+    assert got[m == 0.0].eq(0.25).all()
+
+
 def test_native_sample_stats_match_float64(kernel):
     p = 3.0 + 2.0 * torch.randn(4, 8, 7, 7)
     mean, std = sample_stats(p)

@@ -87,6 +87,8 @@ def _library() -> ctypes.CDLL | None:
         warnings.warn(f"CDG's fused CPU gate kernel could not be built ({reason}); using the slower torch path "
                       f"(set {ENV_SWITCH}=0 to silence)", RuntimeWarning, stacklevel=3)
         return None
+    lib.cdg_sigmoid_grad_f32.argtypes = [_P, _P, _I64]
+    lib.cdg_sigmoid_grad_f32.restype = None
     lib.cdg_sample_stats_f32.argtypes = [_P, _P, _P, _I64, _I64, ctypes.c_float]
     lib.cdg_sample_stats_f32.restype = None
     lib.cdg_gate_forward_f32.argtypes = [_P, _P, _P, ctypes.c_float, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _I32]
@@ -140,6 +142,14 @@ def saved_tensors_reusable() -> bool:
     so that their memory may hold gradients (torch's compiled autograd donates buffers alike)."""
     keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
     return keep_graph is not None and not keep_graph()
+
+
+def sigmoid_grad(m: torch.Tensor) -> torch.Tensor:
+    """sigmoid'(m) as the fused backward computes it (its inlined exp), for float32 CPU ``m``."""
+    m = m.to(torch.float32).contiguous()
+    out = torch.empty_like(m)
+    library().cdg_sigmoid_grad_f32(_ptr(m), _ptr(out), m.numel())
+    return out
 
 
 def sample_stats(p: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,9 +19,9 @@
 namespace {
 
 // exp(x) for x <= 0, written so that the compiler vectorises it (glibc's expf does not
-// vectorise without -ffast-math): Cody-Waite range reduction and a degree-6 polynomial; relative
-// error below 1e-7 on [-87, 0] (checked against double exp on a grid of step 1e-5); below -87 it
-// returns 0.
+// vectorise without -ffast-math): Cody-Waite range reduction and a degree-6 polynomial; below -87
+// it returns 0. tests/test_native_gate.py checks sigmoid_grad, built on it, against float64
+// through cdg_sigmoid_grad_f32.
 inline float exp_nonpositive(float x) {
   const bool flush = x < -87.0f;
   x = flush ? -87.0f : x;
@@ -158,6 +158,12 @@ struct SampleBackward {
 }  // namespace
 
 extern "C" {
+
+// out[i] = sigma'(m[i]), the surrogate derivative the backward uses (exposed for the tests).
+void cdg_sigmoid_grad_f32(const float* m, float* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = sigmoid_grad(m[i]);
+}
 
 // mean[n], std[n] of each sample of p (N x numel), as sample_stats above.
 void cdg_sample_stats_f32(const float* p, float* mean, float* std_, int64_t n, int64_t numel, float eps) {
