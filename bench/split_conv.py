@@ -2,6 +2,7 @@
 
     python bench/split_conv.py              # ResNet-18 3x3 shapes: width 1 (batch 32, 32 px), 1/4 (batch 256, 16 px)
     python bench/split_conv.py --groups 2 --threads 4
+    python bench/split_conv.py --parts      # each partial conv's forward, input and weight gradient alone
 
 A gated conv (CDG, CGNet) computes conv(x[:, :C_b], W[:, :C_b]) and conv(x[:, C_b:], W[:, C_b:])
 instead of conv(x, W): the same MACs, but two conv calls, and the CPU conv kernels copy each
@@ -9,6 +10,11 @@ channel slice to a contiguous buffer. This prints, per shape and memory format, 
 forward+backward time of the dense conv and of the split pair (gate excluded), interleaved
 call by call so that machine noise hits both alike. It isolates the part of the gating cost
 that ``bench/train_step.py`` cannot attribute.
+
+``--parts`` splits that further: the forward, the input gradient (dx) and the weight gradient
+(dw) of the dense conv, the base conv (C_b input channels) and the conditional conv, each on
+contiguous inputs (so without the slice copies), to show which kernel pays for small channel
+counts.
 """
 from __future__ import annotations
 
@@ -57,11 +63,45 @@ def median_ms(fns, reps: int, backward: bool) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+def part_closures(n: int, c: int, hw: int, groups: int, fmt: torch.memory_format):
+    """forward, dx and dw of the dense, base and conditional convs, each on its own contiguous tensors."""
+    c_b = -(-c // groups)
+    fns = []
+    for c_in in (c, c_b, c - c_b):
+        x = torch.randn(n, c_in, hw, hw).contiguous(memory_format=fmt)
+        w = torch.randn(c, c_in, 3, 3).contiguous(memory_format=fmt)
+        grad = torch.randn(n, c, hw, hw).contiguous(memory_format=fmt)
+
+        def forward(_backward, x=x, w=w):
+            F.conv2d(x, w, padding=1)
+
+        def gradient(mask, x=x, w=w, grad=grad):
+            return lambda _backward: torch.ops.aten.convolution_backward(
+                grad, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+
+        fns += [forward, gradient([True, False, False]), gradient([False, True, False])]
+    return fns
+
+
+def print_parts(args) -> None:
+    print(f"{'format':7} {'batch':>5} {'C':>4} {'HxW':>6}  " + "  ".join(
+        f"{conv + ' ' + part:>10}" for conv in ("dense", "base", "cond") for part in ("fwd", "dx", "dw")) + "   (ms)")
+    for fmt_name, fmt in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
+        for n, c, hw in SHAPES:
+            fns = part_closures(n, c, hw, args.groups, fmt)
+            with torch.no_grad():
+                median_ms(fns, 3, backward=False)  # warm-up
+                times = median_ms(fns, args.reps, backward=False)
+            print(f"{fmt_name:7} {n:5d} {c:4d} {f'{hw}x{hw}':>6}  " + "  ".join(f"{t:10.2f}" for t in times))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=4, help="G: the base path reads ceil(C_in / G) channels")
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parts", action="store_true",
+                        help="time forward, dx and dw of the dense, base and conditional convs separately")
     args = parser.parse_args()
     if args.groups < 2:
         parser.error("--groups must be at least 2 (G = 1 has no conditional path)")
@@ -70,6 +110,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"3x3 convs, C_in = C_out, G = {args.groups}, median of {args.reps}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
+    if args.parts:
+        print_parts(args)
+        return
     print(f"{'format':7} {'batch':>5} {'C':>4} {'HxW':>6} {'fwd dense ms':>12} {'split':>6} "
           f"{'fwd+bwd dense ms':>16} {'split':>6}")
     for fmt_name, fmt in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
