@@ -63,6 +63,23 @@ def median_ms(fns, reps: int, backward: bool) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
+FORMATS = (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last))
+
+
+def cases():
+    """(row label, batch, channels, height, memory format) for every format and shape."""
+    for fmt_name, fmt in FORMATS:
+        for n, c, hw in SHAPES:
+            yield f"{fmt_name:7} {n:5d} {c:4d} {f'{hw}x{hw}':>6}", n, c, hw, fmt
+
+
+def forward_ms(fns, reps: int) -> list[float]:
+    """Median no-grad call times after a three-call warm-up."""
+    with torch.no_grad():
+        median_ms(fns, 3, backward=False)
+        return median_ms(fns, reps, backward=False)
+
+
 def part_closures(n: int, c: int, hw: int, groups: int, fmt: torch.memory_format):
     """forward, dx and dw of the dense, base and conditional convs, each on its own contiguous tensors."""
     c_b = -(-c // groups)
@@ -86,13 +103,9 @@ def part_closures(n: int, c: int, hw: int, groups: int, fmt: torch.memory_format
 def print_parts(args) -> None:
     print(f"{'format':7} {'batch':>5} {'C':>4} {'HxW':>6}  " + "  ".join(
         f"{conv + ' ' + part:>10}" for conv in ("dense", "base", "cond") for part in ("fwd", "dx", "dw")) + "   (ms)")
-    for fmt_name, fmt in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
-        for n, c, hw in SHAPES:
-            fns = part_closures(n, c, hw, args.groups, fmt)
-            with torch.no_grad():
-                median_ms(fns, 3, backward=False)  # warm-up
-                times = median_ms(fns, args.reps, backward=False)
-            print(f"{fmt_name:7} {n:5d} {c:4d} {f'{hw}x{hw}':>6}  " + "  ".join(f"{t:10.2f}" for t in times))
+    for label, n, c, hw, fmt in cases():
+        times = forward_ms(part_closures(n, c, hw, args.groups, fmt), args.reps)
+        print(f"{label}  " + "  ".join(f"{t:10.2f}" for t in times))
 
 
 def main() -> None:
@@ -115,16 +128,12 @@ def main() -> None:
         return
     print(f"{'format':7} {'batch':>5} {'C':>4} {'HxW':>6} {'fwd dense ms':>12} {'split':>6} "
           f"{'fwd+bwd dense ms':>16} {'split':>6}")
-    for fmt_name, fmt in (("nchw", torch.contiguous_format), ("nhwc", torch.channels_last)):
-        for n, c, hw in SHAPES:
-            fns = closures(n, c, hw, args.groups, fmt)
-            with torch.no_grad():
-                median_ms(fns, 3, backward=False)  # warm-up
-                fwd = median_ms(fns, args.reps, backward=False)
-            median_ms(fns, 2, backward=True)
-            both = median_ms(fns, args.reps, backward=True)
-            print(f"{fmt_name:7} {n:5d} {c:4d} {f'{hw}x{hw}':>6} {fwd[0]:12.2f} {fwd[1] / fwd[0]:5.2f}x "
-                  f"{both[0]:16.2f} {both[1] / both[0]:5.2f}x")
+    for label, n, c, hw, fmt in cases():
+        fns = closures(n, c, hw, args.groups, fmt)
+        fwd = forward_ms(fns, args.reps)
+        median_ms(fns, 2, backward=True)
+        both = median_ms(fns, args.reps, backward=True)
+        print(f"{label} {fwd[0]:12.2f} {fwd[1] / fwd[0]:5.2f}x {both[0]:16.2f} {both[1] / both[0]:5.2f}x")
 
 
 if __name__ == "__main__":
