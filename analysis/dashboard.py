@@ -16,7 +16,7 @@ after a header with the sweep summary:
 
 ``--png PNG_DIR`` also writes ``<name>.png`` of each figure with kaleido where it is installed and
 can start Chrome/Chromium; otherwise one line says why PNG export is unavailable (the HTML is
-written either way). User mistakes are one line on stderr and exit code 2 (``hwsim.errors``).
+written either way). User mistakes are one line on stderr and exit code 2 (``hwsim.trace.errors``).
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
 from analysis.results import typed
-from hwsim.errors import HwsimError, cli_entry
-from hwsim.fileio import atomic_write_bytes, atomic_write_text
+from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
 
 POINT_COLUMNS = ("point_id", "run", "run_path", "gate_method", "gate_S", "gate_b", "accel", "accel_model",
                  "total_cycles", "speedup", "flops_reduction", "time_us", "energy_pj")

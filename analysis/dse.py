@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
 from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
 from hwsim.config import AccelConfig, load_config
-from hwsim.errors import HwsimError, cli_entry
-from hwsim.fileio import atomic_open, atomic_write_json
+from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace.fileio import atomic_open, atomic_write_json
 
 JOURNAL = "journal.jsonl"
 POINTS_CSV = "points.csv"

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 
-from hwsim.config import CONFIG_CLASSES, AccelConfig, load_yaml, parse_config
-from hwsim.errors import HwsimError
+from hwsim.config import CONFIG_CLASSES, AccelConfig, parse_config
+from hwsim.trace.fileio import load_yaml
+from hwsim.trace.errors import HwsimError
 
 
 class Grid:

@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from analysis.results import load_sweep, to_records
-from hwsim.errors import HwsimError, cli_entry
+from hwsim.trace.errors import HwsimError, cli_entry
 
 DEFAULT_OBJECTIVES = {"linear_top1": "max", "time_us": "min", "energy_pj": "min"}
 STRUCTURE = ("gate_method", "gate_S", "gate_b", "gate_G", "target_reduction", "gate_branches", "gate_align_weight")

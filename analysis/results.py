@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 
 POINTS_CSV = "points.csv"
 LAYERS_CSV = "layers.csv"

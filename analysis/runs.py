@@ -2,7 +2,7 @@
 
 A run directory (``cdg/rundir.py``) holds ``config.yaml``, ``summary.json`` and ``trace/``.
 This module reads them with plain YAML/JSON (no torch import: sweep workers stay light) and
-raises :class:`~hwsim.errors.HwsimError` naming the file and the field on any problem.
+raises :class:`~hwsim.trace.errors.HwsimError` naming the file and the field on any problem.
 
 The trace/run check compares what both sides record independently:
 
@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.trace import MANIFEST, TRACE_JSON, Trace, load_trace
 
 CONFIG_FILE = "config.yaml"

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hwsim.config import load_config  # noqa: E402
-from hwsim.fileio import atomic_write_json  # noqa: E402
+from hwsim.trace.fileio import atomic_write_json  # noqa: E402
 from hwsim.networks import resnet18_cifar  # noqa: E402
 from hwsim.scalesim_ref import run_scalesim  # noqa: E402
 from hwsim.systolic import dense_layer_counts  # noqa: E402

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cdg.errors import UserError
-from hwsim.fileio import atomic_write_with
+from hwsim.trace.errors import UserError
+from hwsim.trace.fileio import atomic_write_with
 
 FORMAT = "cdg-checkpoint"
 VERSION = 1

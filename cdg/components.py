@@ -13,7 +13,7 @@ from cdg.checkpoint import load_checkpoint, load_model_state
 from cdg.config import Config, build_config, resolve, set_value
 from cdg.data.augment import AugmentConfig, build_eval_transform, build_two_view_augment
 from cdg.data.datasets import load_source
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.methods import build_method
 from cdg.methods.base import SSLMethod
 from cdg.gating.training import build_gated_backbone

@@ -17,7 +17,8 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
+from hwsim.trace.fileio import load_yaml
 
 DatasetName = Literal["digits", "cifar10", "cifar100", "imagenet100"]
 MethodName = Literal["simclr", "moco", "byol", "simsiam"]
@@ -296,19 +297,8 @@ def _apply_override(tree: dict, path: list[str], value: Any) -> None:
 
 
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"config file not found: {path}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}:{where} is not valid YAML") from None
+    """A config file's mapping of sections (an empty file is an empty mapping)."""
+    data = load_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

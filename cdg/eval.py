@@ -15,9 +15,9 @@ from torch import nn
 
 from cdg.components import build_eval_augment, load_sources, load_trained
 from cdg.config import Config
-from cdg.errors import exit_on_user_error
+from hwsim.trace.errors import cli_entry
 from cdg.evaluation import Features, extract_features, knn_accuracy, linear_probe
-from cdg.rundir import METRICS_FILE, MetricsLog, checkpoint_path
+from cdg.rundir import INTERRUPTED, METRICS_FILE, MetricsLog, checkpoint_path
 
 
 def features_for(cfg: Config, backbone: nn.Module, sources, device: torch.device) -> tuple[Features, Features]:
@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@exit_on_user_error
+@cli_entry(interrupted=INTERRUPTED)
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     ckpt_file = args.checkpoint or checkpoint_path(args.run)

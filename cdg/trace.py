@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from cdg.components import build_eval_augment, load_sources, load_trained
 from cdg.config import Config
-from cdg.errors import exit_on_user_error
+from hwsim.trace.errors import cli_entry
 from cdg.gating.layers import full_resolution_mask, gated_layers
 from cdg.gating.spec import base_channels
 from cdg.gating.training import ConvInfo, conv_inventory
 from cdg.models.resnet import conv_graph
-from cdg.rundir import checkpoint_path
+from cdg.rundir import INTERRUPTED, checkpoint_path
 from hwsim.trace import GateSpec as TraceGate
 from hwsim.trace import LayerStats, TraceWriter, density_histogram, make_layer
 
@@ -183,7 +183,7 @@ def trace_run(cfg: Config, backbone: nn.Module, sources, device: torch.device, r
     return report
 
 
-@exit_on_user_error
+@cli_entry(interrupted=INTERRUPTED)
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m cdg.trace", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="run directory (uses checkpoints/last.pt)")

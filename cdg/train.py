@@ -22,12 +22,13 @@ from cdg import distributed
 from cdg.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
 from cdg.components import build_augment, build_eval_augment, build_model, load_sources, select_device
 from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_commented_yaml
-from cdg.errors import UserError, exit_on_user_error
+from hwsim.trace.errors import UserError, cli_entry
 from cdg.eval import features_for, knn_top1, linear_top1
 from cdg.gating.training import GateController, calibrate
 from cdg.trace import trace_run
 from cdg.optim import build_optimizer, build_scheduler
 from cdg.rundir import (
+    INTERRUPTED,
     METRICS_FILE,
     SUMMARY_FILE,
     MetricsLog,
@@ -36,7 +37,7 @@ from cdg.rundir import (
     create_run_dir,
     load_run_config,
 )
-from hwsim.fileio import atomic_write_json
+from hwsim.trace.fileio import atomic_write_json
 
 
 def epoch_batches(num_items: int, global_batch: int, seed: int, epoch: int, rank: int, world: int) -> list[torch.Tensor]:
@@ -368,7 +369,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[Config, Path, bool]:
     return cfg, cfg.run_dir, False
 
 
-@exit_on_user_error
+@cli_entry(interrupted=INTERRUPTED)
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     cfg, run_dir, resume = resolve_run(args)

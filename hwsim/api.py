@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from hwsim.config import AccelConfig, load_config
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.graph import build_graph, live_bytes
 from hwsim.models import Figures, mean_figures, model_for
 from hwsim.networks import get_network

@@ -1,7 +1,7 @@
 """Accelerator configuration: load and validate ``accel_configs/*.yaml``.
 
 Every field is documented in ``docs/accel-config.md``. Validation errors raise
-:class:`~hwsim.errors.HwsimError` naming the file and the dotted field path.
+:class:`~hwsim.trace.errors.HwsimError` naming the file and the dotted field path.
 
 The YAML's ``model`` field picks the configuration class (and the simulator model,
 ``hwsim.models``): each model's class subclasses :class:`AccelConfig`, which holds what every
@@ -16,10 +16,10 @@ import abc
 import importlib
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
+from hwsim.trace.fileio import load_yaml
 
 OPERANDS = ("ifmap", "filter", "ofmap")
 
@@ -202,21 +202,3 @@ def parse_config(data: Any, source: str) -> AccelConfig:
 
 def load_config(path: str | os.PathLike) -> AccelConfig:
     return parse_config(load_yaml(path), str(path))
-
-
-def load_yaml(path: str | os.PathLike) -> Any:
-    """A YAML file's data; a missing, unreadable or invalid file is a one-line HwsimError."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HwsimError(str(path), "file", "not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HwsimError(str(path), "file", f"unreadable ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise HwsimError(str(path), where, "invalid YAML") from None
-    return data

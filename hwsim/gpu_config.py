@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from hwsim.config import AccelConfig, Dram, _Strict
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 
 # FP16/BF16 mma.sync shape m16n8k16 (PTX ISA): a thread-block tile is a whole number of them
 MMA_M, MMA_N, MMA_K = 16, 8, 16

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import networkx as nx
 
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.trace import LayerSpec
 
 

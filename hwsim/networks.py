@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.trace import LayerSpec, make_layer
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hwsim.api import RunResult
-from hwsim.fileio import atomic_write_json, atomic_write_text
+from hwsim.trace.fileio import atomic_write_json, atomic_write_text
 
 COLUMNS = (
     ("layer", "{:<24}", 24), ("cycles", "{:>12,.0f}", 12), ("total_cyc", "{:>12,.0f}", 12),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hwsim.api import simulate_network, simulate_trace
 from hwsim.config import load_config
-from hwsim.errors import HwsimError, cli_entry
+from hwsim.trace.errors import HwsimError, cli_entry
 from hwsim.networks import NETWORKS
 from hwsim.report import format_granularity, format_table, write_outputs
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hwsim.config import SystolicConfig as AccelConfig
-from hwsim.errors import HwsimError
-from hwsim.fileio import atomic_write_text
+from hwsim.trace.errors import HwsimError
+from hwsim.trace.fileio import atomic_write_text
 from hwsim.workload import lower
 from hwsim.trace import LayerSpec
 

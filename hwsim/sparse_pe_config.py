@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field
 
 from hwsim.config import AccelConfig, Dram, Energy, PerOperandFloat, _Strict
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 
 
 class SpatialTile(_Strict):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.trace import GateSpec, LayerSpec, make_layer
 
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import replace
 
 from hwsim import api
-from hwsim.errors import HwsimError, cli_entry
+from hwsim.trace.errors import HwsimError, cli_entry
 from hwsim.networks import get_network
 from hwsim.trace import GateSpec
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from hwsim.api import simulate_trace
-from hwsim.errors import HwsimError, cli_entry
+from hwsim.trace.errors import HwsimError, cli_entry
 from hwsim.trace import load_trace
 
 

@@ -13,7 +13,7 @@ from cdg.data.augment import (
     build_two_view_augment,
     method_recipes,
 )
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 
 MEAN = (0.5, 0.45, 0.4)
 STD = (0.25, 0.2, 0.3)

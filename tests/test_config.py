@@ -1,7 +1,7 @@
 import pytest
 
 from cdg.config import Config, apply_overrides, config_diff, load_config, parse_override, to_yaml
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 
 
 def test_defaults_resolve_to_the_digits_run():

@@ -23,7 +23,7 @@ from cdg.data.datasets import (
     load_source,
     stored_size_for,
 )
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.gating import (
     GateRecord,
     GateSpec,

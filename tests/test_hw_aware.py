@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cdg.config import load_config
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.gating.hw_aware import layer_weights
 from cdg.gating.layers import gated_layers
 from cdg.gating.training import conv_inventory, shift_gates

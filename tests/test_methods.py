@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.methods import METHODS, BYOL, MoCo, SimCLR, SimSiam, build_method
 from cdg.methods.base import MethodOutput, SSLMethod, cosine_momentum
 from cdg.methods.losses import (

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.models.resnet import ConvSpec, ResNet, dense_conv
 
 

@@ -5,7 +5,7 @@ import torch
 
 from cdg.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from cdg.config import load_config
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.rundir import MetricsLog, check_resume_config, create_run_dir, read_metrics
 
 

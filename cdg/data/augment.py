@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 
 __all__ = [
     "METHODS",

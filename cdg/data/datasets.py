@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torchvision.datasets import ImageFolder
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 
 __all__ = [
     "DATASETS",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 
 WEIGHT_FLOOR = 0.1
 N_IMAGES = 8
@@ -43,7 +43,7 @@ def layer_weights(infos, accel_path: str | Path, target_ratio: float) -> dict[st
     any layer at this gate structure (every weight would be zero)."""
     from hwsim.api import simulate_layer, stats_masks
     from hwsim.config import load_config
-    from hwsim.errors import HwsimError
+    from hwsim.trace.errors import HwsimError
 
     from cdg.trace import layer_spec
 

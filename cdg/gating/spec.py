@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.models.resnet import ConvSpec
 
 METHODS = ("cdg", "cgnet", "fbs", "dgnet")

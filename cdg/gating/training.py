@@ -35,7 +35,7 @@ from torch import nn
 
 from cdg import distributed
 from cdg.config import Config, GateConfig
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.gating.accounting import dense_conv_macs, fixed_gate_macs, predictor_macs
 from cdg.gating.layers import GatedConv, gated_conv_factory, gated_layers, set_gating
 from cdg.gating.predictors import adopt_output_norms

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 from cdg.methods.base import MethodOutput, SSLMethod
 from cdg.methods.byol import BYOL
 from cdg.methods.moco import MoCo

@@ -13,7 +13,7 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
-from cdg.errors import UserError
+from hwsim.trace.errors import UserError
 
 ConvRole = Literal["stem", "conv", "shortcut"]
 

@@ -17,7 +17,7 @@ from analysis import dse, pareto
 from analysis.results import load_sweep
 from hwsim.api import simulate_trace
 from hwsim.config import parse_config
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.trace import GateSpec, TraceWriter, load_trace, make_layer
 
 from tests.hwsim.helpers import config_dict

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hwsim.api import simulate_layer, simulate_trace, stats_masks
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.trace import GateSpec, LayerStats, TraceWriter
 
 from tests.hwsim.helpers import tiny_config, tiny_network, write_trace

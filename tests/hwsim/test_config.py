@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from hwsim.config import load_config, parse_config
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from tests.hwsim.helpers import config_dict
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hwsim import gpu
 from hwsim.api import simulate_layer
 from hwsim.config import load_config, parse_config
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.trace import GateSpec, make_layer
 from hwsim.workload import lower
 from tests.hwsim.helpers import write_trace

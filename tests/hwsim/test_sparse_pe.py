@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hwsim import sparse_pe
 from hwsim.api import simulate_layer
 from hwsim.config import load_config, parse_config
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.sparse_pe_kernels import run_length_entries
 from hwsim.trace import GateSpec, make_layer
 from hwsim.workload import lower

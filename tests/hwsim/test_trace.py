@@ -4,8 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from hwsim.errors import HwsimError
-from hwsim.fileio import atomic_write_json
+from hwsim.trace.errors import HwsimError
+from hwsim.trace.fileio import atomic_write_json
 from hwsim.trace import (MANIFEST, TRACE_JSON, GateSpec, TraceWriter, _sha256, expand_gate_blocks,
                          load_trace, make_layer)
 from tests.hwsim.helpers import tiny_network, write_trace

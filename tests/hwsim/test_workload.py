@@ -3,7 +3,7 @@ import pytest
 
 from hwsim.api import simulate_network
 from hwsim.energy import energy_pj
-from hwsim.errors import HwsimError
+from hwsim.trace.errors import HwsimError
 from hwsim.graph import build_graph, live_bytes
 from hwsim.networks import NETWORKS, get_network
 from hwsim.systolic import Counts

@@ -1,6 +1,6 @@
 """Read, write and validate trace directories: the contract between cdg (training) and hwsim.
 
-numpy only (plus hwsim.fileio / hwsim.errors, both torch-free), so a training script and
+numpy only (plus hwsim.trace.fileio / hwsim.trace.errors, both torch-free), so a training script and
 the simulator share exactly one implementation. The format is specified in
 ``docs/trace-format.md``; in short::
 
@@ -12,7 +12,7 @@ the simulator share exactly one implementation. The format is specified in
 Writing goes to a sibling temporary directory that is renamed into place by
 ``TraceWriter.close()``, so a reader never sees a half-written trace. Reading checks the
 manifest (sizes and checksums) before anything else and validates every field; any problem
-raises :class:`~hwsim.errors.HwsimError` naming the file and the field, and nothing partial
+raises :class:`~hwsim.trace.errors.HwsimError` naming the file and the field, and nothing partial
 is returned.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from hwsim.errors import HwsimError
-from hwsim.fileio import atomic_write_bytes, atomic_write_json
+from hwsim.trace.errors import HwsimError
+from hwsim.trace.fileio import atomic_write_bytes, atomic_write_json
 
 FORMAT_VERSION = 1
 TRACE_JSON = "trace.json"

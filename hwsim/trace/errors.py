@@ -1,9 +1,11 @@
-"""User-facing errors for hwsim: one line naming the file and the field, exit code 2.
+"""One family of user-facing errors for every package: one line, exit code 2, no traceback.
 
-Everything a user can get wrong (a trace directory, an accelerator YAML, a
-layer shape given to the API) raises :class:`HwsimError`. Command-line entry
-points wrap ``main`` with :func:`cli_entry` so that such a mistake prints
-``error: <file>: <field>: <what>`` on one line instead of a traceback.
+Anything a user can get wrong (a config key or value, a data dir, a checkpoint, a trace
+directory, an accelerator YAML, a layer shape given to an API) raises :class:`UserError`, or
+its :class:`HwsimError` form that names the file and the field separately. Command-line entry
+points wrap ``main`` with :func:`cli_entry`, so such a mistake prints ``error: <what and
+where>`` on one line instead of a stack trace. It lives in the numpy-only contract package so
+that ``cdg``, ``hwsim`` and ``analysis`` share it without importing each other.
 """
 from __future__ import annotations
 
@@ -14,10 +16,18 @@ from typing import Callable, TypeVar
 F = TypeVar("F", bound=Callable)
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
-class HwsimError(Exception):
-    """A mistake in user input. ``source`` is the file (or API argument), ``field`` the key."""
+class UserError(Exception):
+    """A mistake in the user's input; the message names the field or file."""
+
+    def one_line(self) -> str:
+        return " ".join(str(self).split())
+
+
+class HwsimError(UserError):
+    """A :class:`UserError` that names its ``source`` (file or API argument) and ``field`` (key)."""
 
     def __init__(self, source: str, field: str, message: str):
         self.source = str(source)
@@ -25,12 +35,9 @@ class HwsimError(Exception):
         self.message = str(message)
         super().__init__(f"{self.source}: {self.field}: {self.message}")
 
-    def one_line(self) -> str:
-        return " ".join(str(self).split())
-
 
 def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing was written"):
-    """Run ``func``; turn a :class:`HwsimError` into one stderr line and exit code 2, Ctrl-C
+    """Run ``func``; turn a :class:`UserError` into one stderr line and exit code 2, Ctrl-C
     into the one line ``interrupted`` and exit code 130. Use as ``@cli_entry`` or
     ``@cli_entry(interrupted="...")``."""
 
@@ -39,7 +46,7 @@ def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing
         def wrapper(*args, **kwargs):
             try:
                 return f(*args, **kwargs)
-            except HwsimError as exc:
+            except UserError as exc:
                 print(f"error: {exc.one_line()}", file=sys.stderr, flush=True)
                 raise SystemExit(EXIT_USER_ERROR) from None
             except BrokenPipeError:  # output piped into e.g. `head`
@@ -47,7 +54,7 @@ def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing
                 raise SystemExit(0) from None
             except KeyboardInterrupt:
                 print(interrupted, file=sys.stderr, flush=True)
-                raise SystemExit(130) from None
+                raise SystemExit(EXIT_INTERRUPTED) from None
 
         return wrapper  # type: ignore[return-value]
 

@@ -1,4 +1,4 @@
-"""Atomic file writes shared by every package (numpy/torch-free on purpose).
+"""Atomic file writes and the one YAML reader, shared by every package (numpy/torch-free on purpose).
 
 A run directory must never hold a half-written file: a crash or a kill between
 ``open`` and ``close`` would otherwise leave a truncated checkpoint, config or
@@ -14,6 +14,10 @@ import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
+
+import yaml
+
+from hwsim.trace.errors import HwsimError
 
 
 @contextlib.contextmanager
@@ -54,3 +58,21 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[IO], None]) -> 
     """Let ``writer(handle)`` stream into a binary temp file (e.g. ``torch.save``)."""
     with atomic_open(path, "wb") as handle:
         writer(handle)
+
+
+def load_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file's data; a missing, unreadable or invalid file is a one-line HwsimError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HwsimError(str(path), "file", "not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HwsimError(str(path), "file", f"unreadable ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "yaml"
+        raise HwsimError(str(path), where, "not valid YAML") from None
+    return data
