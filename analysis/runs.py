@@ -28,11 +28,9 @@ from typing import Any, Iterable
 import yaml
 
 from hwsim.trace.errors import HwsimError
-from hwsim.trace import MANIFEST, TRACE_JSON, Trace, load_trace
+from hwsim.trace import Trace, load_trace
+from hwsim.trace.layout import CONFIG_FILE, MANIFEST, SUMMARY_FILE, TRACE_DIR, TRACE_JSON
 
-CONFIG_FILE = "config.yaml"
-SUMMARY_FILE = "summary.json"
-TRACE_DIR = "trace"
 MACS_RTOL = 1e-4
 GLOB_CHARS = set("*?[")
 

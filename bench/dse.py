@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from analysis import dse  # noqa: E402
 from analysis.runs import find_run_dirs, has_trace  # noqa: E402
-from hwsim.trace import GateSpec, LayerSpec, TraceWriter, load_trace  # noqa: E402
+from hwsim.trace import GateGrid, LayerSpec, TraceWriter, load_trace  # noqa: E402
 
 ACCELS = ["accel_configs/systolic_32x32_os.yaml", "accel_configs/systolic_32x32_os_compact.yaml"]
 GRID = {"systolic": {"array.rows": [8, 16, 32, 64, 128], "dataflow": ["os", "ws"],
@@ -50,7 +50,7 @@ def digits_resnet18() -> list[LayerSpec]:
         c_out, ho, wo = s.out_shape
         in_shape = (c_in // 4 if c_in != 3 else 3, h // 2, w // 2)
         out_shape = (c_out // 4, ho // 2, wo // 2)
-        gate = GateSpec(G=4, S=1, b=1) if s.kernel == (3, 3) and s.name != "conv1" else None
+        gate = GateGrid(G=4, S=1, b=1) if s.kernel == (3, 3) and s.name != "conv1" else None
         out.append(replace(s, in_shape=in_shape, out_shape=out_shape,
                            gate=gate.resolved(in_shape[0]) if gate else None))
     return out

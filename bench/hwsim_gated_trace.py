@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from hwsim import api  # noqa: E402
 from hwsim.networks import resnet18_cifar  # noqa: E402
-from hwsim.trace import GateSpec, TraceWriter, load_trace  # noqa: E402
+from hwsim.trace import GateGrid, TraceWriter, load_trace  # noqa: E402
 
 
 def smooth_masks(grid: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
@@ -48,7 +48,7 @@ def write_synthetic_trace(path: Path, n: int, seed: int = 0) -> None:
                                  "note": "bench/hwsim_gated_trace.py random smooth masks"}, overwrite=True) as tw:
         for spec in resnet18_cifar():
             if spec.op == "conv" and spec.kernel == (3, 3) and spec.name != "conv1":
-                spec = replace(spec, gate=GateSpec(G=4, S=8, b=2).resolved(spec.in_shape[0]))
+                spec = replace(spec, gate=GateGrid(G=4, S=8, b=2).resolved(spec.in_shape[0]))
                 tw.add_layer(spec, gate_masks=smooth_masks(spec.gate_grid(n), rng))
             else:
                 tw.add_layer(spec)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from hwsim import api  # noqa: E402
 from hwsim.networks import get_network  # noqa: E402
-from hwsim.trace import GateSpec, TraceWriter, expand_gate_blocks, load_trace  # noqa: E402
+from hwsim.trace import GateGrid, TraceWriter, expand_gate_blocks, load_trace  # noqa: E402
 
 ACT_IMAGES = 32
 
@@ -56,7 +56,7 @@ def write_trace(path: Path, n: int, seed: int = 0) -> None:
         for spec in get_network("resnet18_cifar"):
             acts = rng.random((min(n, ACT_IMAGES), *spec.in_shape)) < 0.5 if spec.op == "conv" else None
             if spec.op == "conv" and spec.kernel == (3, 3) and spec.name != "conv1":
-                spec = replace(spec, gate=GateSpec(G=4, S=8, b=2).resolved(spec.in_shape[0]))
+                spec = replace(spec, gate=GateGrid(G=4, S=8, b=2).resolved(spec.in_shape[0]))
                 tw.add_layer(spec, gate_masks=smooth_masks(spec.gate_grid(n), rng), act_masks=acts)
             else:
                 tw.add_layer(spec, act_masks=acts)

@@ -29,10 +29,10 @@ from cdg.gating.spec import base_channels
 from cdg.gating.training import ConvInfo, conv_inventory
 from cdg.models.resnet import conv_graph
 from cdg.rundir import INTERRUPTED, checkpoint_path
-from hwsim.trace import GateSpec as TraceGate
+from hwsim.trace import GateGrid
+from hwsim.trace.layout import TRACE_DIR
 from hwsim.trace import LayerStats, TraceWriter, density_histogram, make_layer
 
-TRACE_DIR = "trace"
 
 
 @dataclass
@@ -128,7 +128,7 @@ def layer_spec(name: str, info, inputs=(), source: str = "trace"):
     """The hwsim layer-table row of one backbone conv (ConvInfo), gate structure included."""
     gate = None
     if info.gate is not None:
-        gate = TraceGate(
+        gate = GateGrid(
             G=info.gate.groups if info.gate.has_thresholds else 1,
             S=info.gate.channel_block,
             b=info.gate.spatial_block,

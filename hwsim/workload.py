@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwsim.trace.errors import HwsimError
-from hwsim.trace import GateSpec, LayerSpec, make_layer
+from hwsim.trace import GateGrid, LayerSpec, make_layer
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def conv_layer(
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     groups: int = 1,
-    gate: GateSpec | None = None,
+    gate: GateGrid | None = None,
     name: str = "layer",
 ) -> LayerSpec:
     """A conv layer from its shape. ``padding=0`` means ``in_h``/``in_w`` are already padded
@@ -112,7 +112,7 @@ def conv_layer(
                       groups, gate, source="conv_layer")
 
 
-def linear_layer(in_features: int, out_features: int, name: str = "fc", gate: GateSpec | None = None) -> LayerSpec:
+def linear_layer(in_features: int, out_features: int, name: str = "fc", gate: GateGrid | None = None) -> LayerSpec:
     for fld, val in (("in_features", in_features), ("out_features", out_features)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise HwsimError("linear_layer", fld, f"expected a positive integer, got {val!r}")

@@ -19,14 +19,14 @@ from dataclasses import replace
 from hwsim import api
 from hwsim.trace.errors import HwsimError, cli_entry
 from hwsim.networks import get_network
-from hwsim.trace import GateSpec
+from hwsim.trace import GateGrid
 
 
 def gated_network(S: int, b: int) -> list:
     out = []
     for spec in get_network("resnet18_cifar"):
         if spec.op == "conv" and spec.kernel == (3, 3) and spec.name != "conv1":
-            gate = GateSpec(G=4, S=min(S, spec.out_shape[0]), b=b).resolved(spec.in_shape[0])
+            gate = GateGrid(G=4, S=min(S, spec.out_shape[0]), b=b).resolved(spec.in_shape[0])
             spec = replace(spec, gate=gate)
         out.append(spec)
     return out

@@ -29,13 +29,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from hwsim.trace.layout import MANIFEST, MASK_DIR, TRACE_JSON
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_json
 
 FORMAT_VERSION = 1
-TRACE_JSON = "trace.json"
-MANIFEST = "MANIFEST.json"
-MASK_DIR = "masks"
 HIST_BINS = 10
 OPS = ("conv", "linear")
 
@@ -65,7 +63,7 @@ def _pos_int(value: Any, src: str, fld: str, minimum: int = 1) -> int:
 
 
 @dataclass(frozen=True)
-class GateSpec:
+class GateGrid:
     """Gate configuration of a gated conv (DESIGN.md section 1).
 
     ``G``: the base part is ``base_channels`` (default ``C_in // G``) of the input channels,
@@ -78,7 +76,7 @@ class GateSpec:
     b: int = 1
     base_channels: int | None = None
 
-    def resolved(self, c_in: int) -> "GateSpec":
+    def resolved(self, c_in: int) -> "GateGrid":
         base = self.base_channels if self.base_channels is not None else c_in // self.G
         return replace(self, base_channels=int(base))
 
@@ -102,7 +100,7 @@ class LayerSpec:
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     groups: int = 1
-    gate: GateSpec | None = None
+    gate: GateGrid | None = None
     inputs: tuple[str, ...] = ()
 
     @property
@@ -156,7 +154,7 @@ def make_layer(
     stride: int | Sequence[int] = 1,
     padding: int | Sequence[int] = 0,
     groups: int = 1,
-    gate: GateSpec | None = None,
+    gate: GateGrid | None = None,
     inputs: Iterable[str] = (),
     source: str = "make_layer",
 ) -> LayerSpec:
@@ -211,7 +209,7 @@ def validate_layer(spec: LayerSpec, source: str) -> LayerSpec:
     gate = spec.gate
     if gate is not None:
         if isinstance(gate, dict):
-            gate = GateSpec(**{k: gate.get(k) for k in ("G", "S", "b", "base_channels") if k in gate})
+            gate = GateGrid(**{k: gate.get(k) for k in ("G", "S", "b", "base_channels") if k in gate})
         g = _pos_int(gate.G, source, f"{where}.gate.G")
         s_blk = _pos_int(gate.S, source, f"{where}.gate.S")
         b_blk = _pos_int(gate.b, source, f"{where}.gate.b")
@@ -224,7 +222,7 @@ def validate_layer(spec: LayerSpec, source: str) -> LayerSpec:
             raise HwsimError(source, f"{where}.gate.base_channels", f"{base} leaves no conditional channels (C_in={c_in})")
         if groups != 1:
             raise HwsimError(source, f"{where}.gate", "gated layers must have groups=1")
-        gate = GateSpec(G=g, S=s_blk, b=b_blk, base_channels=base)
+        gate = GateGrid(G=g, S=s_blk, b=b_blk, base_channels=base)
     inputs = spec.inputs
     if not isinstance(inputs, (list, tuple)) or not all(isinstance(x, str) for x in inputs):
         raise HwsimError(source, f"{where}.inputs", "must be a list of layer names")
@@ -241,7 +239,7 @@ def layer_from_json(obj: Any, source: str, index: int) -> LayerSpec:
     if gate is not None:
         if not isinstance(gate, dict) or "G" not in gate or "S" not in gate:
             raise HwsimError(source, f"layers[{index}].gate", "must be null or an object with G, S, b")
-        gate = GateSpec(G=gate["G"], S=gate["S"], b=gate.get("b", 1), base_channels=gate.get("base_channels"))
+        gate = GateGrid(G=gate["G"], S=gate["S"], b=gate.get("b", 1), base_channels=gate.get("base_channels"))
     spec = LayerSpec(
         name=obj["name"], op=obj["op"], in_shape=obj["in_shape"], out_shape=obj["out_shape"],
         kernel=obj.get("kernel", [1, 1]), stride=obj.get("stride", [1, 1]),

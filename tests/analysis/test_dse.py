@@ -18,7 +18,7 @@ from analysis.results import load_sweep
 from hwsim.api import simulate_trace
 from hwsim.config import parse_config
 from hwsim.trace.errors import HwsimError
-from hwsim.trace import GateSpec, TraceWriter, load_trace, make_layer
+from hwsim.trace import GateGrid, TraceWriter, load_trace, make_layer
 
 from tests.hwsim.helpers import config_dict
 
@@ -37,7 +37,7 @@ CONTRACT_LAYER_COLUMNS = ["point_id", "layer", "stage", "gated", "granularity", 
 
 
 def _network(S: int):
-    gate = GateSpec(G=2, S=S, b=2)
+    gate = GateGrid(G=2, S=S, b=2)
     stem = make_layer("conv1", "conv", (3, 8, 8), 8, 3, 1, 1)
     g1 = make_layer("layer1.0.conv1", "conv", (8, 8, 8), 8, 3, 1, 1, gate=gate, inputs=["conv1"])
     g2 = make_layer("layer2.0.conv1", "conv", (8, 8, 8), 16, 3, 2, 1, gate=gate, inputs=["layer1.0.conv1"])

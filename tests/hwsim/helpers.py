@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from hwsim.config import parse_config
-from hwsim.trace import GateSpec, TraceWriter, make_layer
+from hwsim.trace import GateGrid, TraceWriter, make_layer
 
 BASE = dict(
     name="tiny", model="systolic", array=dict(rows=8, cols=8), dataflow="os", clock_mhz=1000,
@@ -33,7 +33,7 @@ def tiny_config(**changes):
     return parse_config(config_dict(**changes), "tiny")
 
 
-def tiny_network(gate=GateSpec(G=2, S=2, b=2)):
+def tiny_network(gate=GateGrid(G=2, S=2, b=2)):
     """stem conv -> gated conv -> gated strided conv + 1x1 shortcut -> fc."""
     stem = make_layer("stem", "conv", (3, 8, 8), 8, 3, 1, 1)
     g1 = make_layer("g1", "conv", (8, 8, 8), 8, 3, 1, 1, gate=gate, inputs=["stem"])

@@ -6,7 +6,7 @@ import pytest
 
 from hwsim.api import simulate_layer, simulate_trace, stats_masks
 from hwsim.trace.errors import HwsimError
-from hwsim.trace import GateSpec, LayerStats, TraceWriter
+from hwsim.trace import GateGrid, LayerStats, TraceWriter
 
 from tests.hwsim.helpers import tiny_config, tiny_network, write_trace
 
@@ -48,7 +48,7 @@ def test_trace_without_masks_uses_the_layer_statistics(tmp_path):
 
 
 def test_stats_masks_are_on_the_decision_grid():
-    spec = tiny_network(GateSpec(G=2, S=4, b=2))[1]
+    spec = tiny_network(GateGrid(G=2, S=4, b=2))[1]
     m = stats_masks(spec, 0.5, n_images=3)
     assert m.shape == (3, *spec.out_shape)
     # every S x b x b block shares one decision

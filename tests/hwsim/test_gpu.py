@@ -14,7 +14,7 @@ from hwsim import gpu
 from hwsim.api import simulate_layer
 from hwsim.config import load_config, parse_config
 from hwsim.trace.errors import HwsimError
-from hwsim.trace import GateSpec, make_layer
+from hwsim.trace import GateGrid, make_layer
 from hwsim.workload import lower
 from tests.hwsim.helpers import write_trace
 from tests.hwsim.test_cli import ROOT, run as run_cli
@@ -43,7 +43,7 @@ def gpu_cfg(**changes):
 
 # 1x1 conv, 32 -> 32 channels on 8x8, base = 16 channels: K = 32 (2 k-steps), K_base = 16 (1 k-step);
 # GEMM 64 px x 32 ch = 4 x 2 tiles of 16 x 16 on 4 slots = 2 waves. One decision per 16 ch x 4x4 px.
-HAND = make_layer("hand", "conv", (32, 8, 8), 32, 1, 1, 0, gate=GateSpec(G=2, S=16, b=4))
+HAND = make_layer("hand", "conv", (32, 8, 8), 32, 1, 1, 0, gate=GateGrid(G=2, S=16, b=4))
 
 
 def _figs(spec, cfg, mask):
@@ -74,7 +74,7 @@ def test_hand_roofline_compute_memory_and_dram_bound():
 
 def test_all_gates_on_predicated_equals_dense_exactly():
     rng = np.random.default_rng(0)
-    for spec in (HAND, make_layer("g", "conv", (12, 9, 7), 20, 3, 2, 1, gate=GateSpec(G=4, S=3, b=2))):
+    for spec in (HAND, make_layer("g", "conv", (12, 9, 7), 20, 3, 2, 1, gate=GateGrid(G=4, S=3, b=2))):
         for cfg in (gpu_cfg(), gpu_cfg(tile={"m": 32, "n": 8, "k": 32}, batch=3, tiles_per_sm=2, sms=3)):
             d = gpu.dense(lower(spec), cfg)
             on = np.ones((5, *spec.out_shape), dtype=bool)
@@ -118,8 +118,8 @@ def _realised(spec, cfg, masks):
 def test_tile_aligned_gates_realise_the_flops_cut_and_scattered_ones_do_not():
     cfg = gpu_cfg(tile={"m": 64, "n": 16, "k": 16}, batch=2, launch_us=0.0)
     # 16x16 images: one b=16 block covers 4 row-major tiles of 64 px exactly; S = 16 = tile.n
-    aligned = make_layer("a", "conv", (64, 16, 16), 64, 3, 1, 1, gate=GateSpec(G=4, S=16, b=16))
-    scattered = make_layer("s", "conv", (64, 16, 16), 64, 3, 1, 1, gate=GateSpec(G=4, S=1, b=1))
+    aligned = make_layer("a", "conv", (64, 16, 16), 64, 3, 1, 1, gate=GateGrid(G=4, S=16, b=16))
+    scattered = make_layer("s", "conv", (64, 16, 16), 64, 3, 1, 1, gate=GateGrid(G=4, S=1, b=1))
     rng = np.random.default_rng(1)
     from hwsim.trace import expand_gate_blocks
     blocks = rng.random(aligned.gate_grid(8)) < 0.5
@@ -140,7 +140,7 @@ def cases(draw):
     c_out = draw(st.integers(1, 40))
     k = draw(st.sampled_from([1, 3]))
     h = draw(st.integers(max(k, 2), 10))
-    gate = GateSpec(G=draw(st.sampled_from([2, 4])) if c_in >= 4 else 2, S=draw(st.integers(1, c_out)),
+    gate = GateGrid(G=draw(st.sampled_from([2, 4])) if c_in >= 4 else 2, S=draw(st.integers(1, c_out)),
                     b=draw(st.integers(1, 3)))
     spec = make_layer("l", "conv", (c_in, h, h), c_out, k, draw(st.sampled_from([1, 2])), k // 2, gate=gate)
     tile = draw(st.sampled_from([(16, 8, 16), (32, 16, 16), (16, 32, 32), (64, 8, 16)]))

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from hwsim.api import simulate_layer, simulate_layers
 from hwsim.energy import energy_pj, total_cycles
 from hwsim.systolic import dense_layer_counts, gated_layer_counts
-from hwsim.trace import GateSpec, make_layer
+from hwsim.trace import GateGrid, make_layer
 from hwsim.workload import lower
 from tests.hwsim.helpers import tiny_config, tiny_network
 
@@ -20,7 +20,7 @@ def cases(draw):
     k = draw(st.sampled_from([1, 3]))
     s = draw(st.sampled_from([1, 2]))
     h = draw(st.integers(max(k, 2), 9))
-    gate = GateSpec(G=draw(st.sampled_from([2, 4])) if c_in >= 4 else 2, S=draw(st.integers(1, c_out)),
+    gate = GateGrid(G=draw(st.sampled_from([2, 4])) if c_in >= 4 else 2, S=draw(st.integers(1, c_out)),
                     b=draw(st.integers(1, 3)))
     spec = make_layer("l", "conv", (c_in, h, h), c_out, k, s, k // 2, gate=gate)
     rows, cols = draw(st.sampled_from([(4, 4), (8, 4), (4, 8), (2, 16)]))
@@ -132,7 +132,7 @@ def test_traffic_conserved_across_layers_and_totals():
 
 
 def test_simulate_layer_with_masks_reports_savings():
-    spec = make_layer("l", "conv", (8, 8, 8), 16, 3, 1, 1, gate=GateSpec(G=2, S=16, b=4))
+    spec = make_layer("l", "conv", (8, 8, 8), 16, 3, 1, 1, gate=GateGrid(G=2, S=16, b=4))
     mask = np.zeros((1, *spec.out_shape), dtype=bool)
     mask[:, :, :4, :4] = True  # one of four spatial blocks active
     cfg = _cfg("os", 4, 4, "skip")

@@ -17,7 +17,7 @@ from hwsim.api import simulate_layer
 from hwsim.config import load_config, parse_config
 from hwsim.trace.errors import HwsimError
 from hwsim.sparse_pe_kernels import run_length_entries
-from hwsim.trace import GateSpec, make_layer
+from hwsim.trace import GateGrid, make_layer
 from hwsim.workload import lower
 from tests.hwsim.helpers import write_trace
 
@@ -38,7 +38,7 @@ def cfg_of(pes=4, mpp=2, partition="output_channel", fmt="run_length", skip=True
     return parse_config(data, "test")
 
 
-def gated(c_in=8, c_out=8, h=8, k=3, s=1, gate=GateSpec(G=2, S=1, b=1)):
+def gated(c_in=8, c_out=8, h=8, k=3, s=1, gate=GateGrid(G=2, S=1, b=1)):
     return make_layer("g", "conv", (c_in, h, h), c_out, k, s, k // 2, gate=gate)
 
 
@@ -85,7 +85,7 @@ def test_all_gates_off_leaves_the_base_path(partition):
 
 
 def test_zero_activations_are_skipped_per_window_with_padding_as_zero():
-    spec = gated(c_in=6, c_out=4, h=7, k=3, s=2, gate=GateSpec(G=2, S=2, b=1, base_channels=2))
+    spec = gated(c_in=6, c_out=4, h=7, k=3, s=2, gate=GateGrid(G=2, S=2, b=1, base_channels=2))
     rng = np.random.default_rng(1)
     act = rng.random((2, *spec.in_shape)) < 0.4
     gate = rng.random((2, *spec.out_shape)) < 0.5
@@ -154,7 +154,7 @@ def test_uniform_masks_reach_the_density_proportional_bound(partition):
 @pytest.mark.parametrize("partition", ("output_channel", "spatial_tile"))
 def test_all_work_on_one_pe_gives_the_imbalance_bound(partition):
     # no base path (base_channels=0): an output with its gate off costs nothing
-    spec = gated(c_in=8, c_out=4, h=8, gate=GateSpec(G=2, S=1, b=1, base_channels=0))
+    spec = gated(c_in=8, c_out=4, h=8, gate=GateGrid(G=2, S=1, b=1, base_channels=0))
     cfg = cfg_of(pes=4, mpp=2, partition=partition, rows=2, cols=2, cps=4, dec=0.0)
     gate = np.zeros((1, *spec.out_shape), dtype=bool)
     if partition == "output_channel":
@@ -183,8 +183,8 @@ def test_structured_gates_balance_unstructured_gates_are_sparser():
     need[:, :4] = False                                     # some slices need nothing
     slices = need.reshape(8, c // 2, 2 * h * h).any(axis=2)
     structured = np.repeat(slices, 2, axis=1)[:, :, None, None].repeat(h, 2).repeat(h, 3)
-    unstr = gated(c_in=16, c_out=c, h=h, gate=GateSpec(G=4, S=1, b=1))
-    strc = gated(c_in=16, c_out=c, h=h, gate=GateSpec(G=4, S=2, b=h))
+    unstr = gated(c_in=16, c_out=c, h=h, gate=GateGrid(G=4, S=1, b=1))
+    strc = gated(c_in=16, c_out=c, h=h, gate=GateGrid(G=4, S=2, b=h))
     cfg = cfg_of(pes=16, mpp=4, partition="spatial_tile", rows=4, cols=4, cps=4, dec=0.0)
     fu = sparse_pe.sparse(lower(unstr), cfg, need, None, None)
     fs = sparse_pe.sparse(lower(strc), cfg, structured, None, None)
@@ -204,7 +204,7 @@ def cases(draw):
     k = draw(st.sampled_from([1, 3]))
     s = draw(st.sampled_from([1, 2]))
     h = draw(st.integers(max(k, 2), 9))
-    gate = GateSpec(G=2, S=draw(st.integers(1, c_out)), b=draw(st.integers(1, 3)),
+    gate = GateGrid(G=2, S=draw(st.integers(1, c_out)), b=draw(st.integers(1, 3)),
                     base_channels=draw(st.integers(0, c_in - 1)))
     spec = make_layer("l", "conv", (c_in, h, h), c_out, k, s, k // 2, gate=gate)
     rng = np.random.default_rng(draw(st.integers(0, 2**31 - 1)))

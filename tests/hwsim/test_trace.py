@@ -6,7 +6,7 @@ import pytest
 
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import atomic_write_json
-from hwsim.trace import (MANIFEST, TRACE_JSON, GateSpec, TraceWriter, _sha256, expand_gate_blocks,
+from hwsim.trace import (MANIFEST, TRACE_JSON, GateGrid, TraceWriter, _sha256, expand_gate_blocks,
                          load_trace, make_layer)
 from tests.hwsim.helpers import tiny_network, write_trace
 
@@ -142,7 +142,7 @@ def test_size_budget_resnet18_1000_images():
     bits = 0
     for s in resnet18_cifar():
         if s.op == "conv" and s.name != "conv1":
-            s = replace(s, gate=GateSpec(G=2, S=1, b=1).resolved(s.in_shape[0]))
+            s = replace(s, gate=GateGrid(G=2, S=1, b=1).resolved(s.in_shape[0]))
             bits += int(np.prod(s.gate_grid(1)))
     assert bits / 8 * 1000 < 100e6
 
@@ -151,4 +151,4 @@ def test_make_layer_validates():
     with pytest.raises(HwsimError, match="kernel"):
         make_layer("x", "conv", (3, 2, 2), 4, 5, 1, 0)
     with pytest.raises(HwsimError, match="base_channels"):
-        make_layer("x", "conv", (4, 8, 8), 4, 3, 1, 1, gate=GateSpec(G=2, S=1, base_channels=4))
+        make_layer("x", "conv", (4, 8, 8), 4, 3, 1, 1, gate=GateGrid(G=2, S=1, base_channels=4))

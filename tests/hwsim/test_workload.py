@@ -7,7 +7,7 @@ from hwsim.trace.errors import HwsimError
 from hwsim.graph import build_graph, live_bytes
 from hwsim.networks import NETWORKS, get_network
 from hwsim.systolic import Counts
-from hwsim.trace import GateSpec
+from hwsim.trace import GateGrid
 from hwsim.workload import conv_layer, linear_layer, lower
 from tests.hwsim.helpers import tiny_config
 
@@ -24,7 +24,7 @@ def test_conv_lowering_padded_and_unpadded_agree():
 def test_groups_and_gate_split():
     g = lower(conv_layer(8, 8, 16, 32, 3, 1, 1, groups=4))
     assert (g.gemm.K, g.gemm.M, g.groups) == (36, 8, 4)
-    gated = lower(conv_layer(8, 8, 16, 32, 3, 1, 1, gate=GateSpec(G=4, S=4)))
+    gated = lower(conv_layer(8, 8, 16, 32, 3, 1, 1, gate=GateGrid(G=4, S=4)))
     assert (gated.gemm.K_base, gated.gemm.K_cond) == (36, 108)
     assert lower(linear_layer(512, 10)).gemm.E == 1
 
