@@ -35,7 +35,9 @@ from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
 from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
 from hwsim.config import AccelConfig, load_config
 from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace import load_trace
 from hwsim.trace.fileio import atomic_open, atomic_write_json
+from hwsim.trace.layout import MANIFEST
 
 JOURNAL = "journal.jsonl"
 POINTS_CSV = "points.csv"
@@ -129,7 +131,6 @@ _TRACE_CACHE_SIZE = 8
 
 
 def _trace(path: str, digest: str):
-    from hwsim.trace import MANIFEST, load_trace
     key = (path, digest)
     if key in _TRACE_CACHE:
         _TRACE_CACHE.move_to_end(key)
