@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
 from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
-from hwsim.config import AccelConfig, load_config
+from hwsim.config import load_config
+from hwsim.models.base import AccelConfig
 from hwsim.trace.errors import HwsimError, cli_entry
 from hwsim.trace import load_trace
 from hwsim.trace.fileio import atomic_open, atomic_write_json
