@@ -42,6 +42,11 @@ def register(model: Model) -> None:
     _REGISTERED[model.name] = model
 
 
+def unregister(name: str) -> None:
+    """Forget a model registered with :func:`register` (the built-in table is untouched)."""
+    _REGISTERED.pop(name, None)
+
+
 def names() -> list[str]:
     """Every known model name: the built-in table first, then registered ones."""
     return list(MODELS) + [n for n in _REGISTERED if n not in MODELS]

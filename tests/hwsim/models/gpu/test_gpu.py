@@ -1,4 +1,4 @@
-"""GPU model (hwsim.gpu): hand-computed rooflines, gate/tile alignment, monotonicity, config errors."""
+"""GPU model (hwsim.models.gpu): hand-computed rooflines, gate/tile alignment, monotonicity, config errors."""
 import copy
 import dataclasses
 import json
@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsim import gpu
+from hwsim.models.gpu import model as gpu
 from hwsim.api import simulate_layer
 from hwsim.config import load_config, parse_config
 from hwsim.trace.errors import HwsimError
