@@ -18,7 +18,7 @@ on top, per image, from the real masks:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -45,14 +45,8 @@ class Counts:
     dram_filter_reads: float = 0.0
     dram_ofmap_writes: float = 0.0
 
-    def __add__(self, other: "Counts") -> "Counts":
-        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
-
     def scaled(self, k: float) -> "Counts":
         return Counts(**{f.name: getattr(self, f.name) * k for f in fields(self)})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------------
