@@ -18,7 +18,7 @@ on top, per image, from the real masks:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -47,6 +47,9 @@ class Counts:
 
     def scaled(self, k: float) -> "Counts":
         return Counts(**{f.name: getattr(self, f.name) * k for f in fields(self)})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------------
