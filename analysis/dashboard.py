@@ -35,6 +35,7 @@ from analysis import figures as F
 from analysis.results import typed
 from hwsim.trace.errors import HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
+from hwsim.trace.layout import METRICS_FILE
 
 POINT_COLUMNS = ("point_id", "run", "run_path", "gate_method", "gate_S", "gate_b", "accel", "accel_model",
                  "total_cycles", "speedup", "flops_reduction", "time_us", "energy_pj")
@@ -167,7 +168,7 @@ def training_curves(sweep: Sweep, warn=print) -> tuple[dict[str, dict], list[str
         label = str(p.get("run"))
         if label in curves:  # two run dirs with the same name (different groups)
             label = f"{p.get('run_group', '')}/{label}"
-        path = Path(key) / "metrics.jsonl" if run_path else None
+        path = Path(key) / METRICS_FILE if run_path else None
         if path is not None and not path.is_absolute() and not path.exists():
             path = sweep.path / path
         if path is None or not path.is_file():

@@ -12,36 +12,30 @@ interrupted sweep resumes without recomputing or losing points. Output schema: d
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
-import contextlib
 import csv
-import fcntl
 import hashlib
 import io
-import itertools
 import json
-import multiprocessing
 import os
 import sys
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
+from analysis.executors import import_ray, run_local, run_ray
 from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
+from analysis.journal import JOURNAL, Journal, locked
+from analysis.results import LAYERS_CSV, POINTS_CSV, SWEEP_JSON
 from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
-from hwsim.config import AccelConfig, load_config
+from analysis.worker import make_tasks
+from hwsim.config import load_config
+from hwsim.models.base import AccelConfig
 from hwsim.trace.errors import HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_open, atomic_write_json
 
-JOURNAL = "journal.jsonl"
-POINTS_CSV = "points.csv"
-LAYERS_CSV = "layers.csv"
-SWEEP_JSON = "sweep.json"
-LOCK = ".lock"
 SCHEMA_VERSION = 1
 
 # leading columns of points.csv (the dashboard's contract); param.* columns follow the run/accel
@@ -122,159 +116,6 @@ def expand_points(runs: Sequence[RunInfo], accels: Sequence[Accel], grid: Grid) 
 
 
 # --------------------------------------------------------------------------------------------
-# The task function (process pool and Ray): simulate a chunk of points of one run
-# --------------------------------------------------------------------------------------------
-_TRACE_CACHE: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
-_TRACE_CACHE_SIZE = 8
-
-
-def _trace(path: str, digest: str):
-    from hwsim.trace import MANIFEST, load_trace
-    key = (path, digest)
-    if key in _TRACE_CACHE:
-        _TRACE_CACHE.move_to_end(key)
-        return _TRACE_CACHE[key]
-    if file_digest(Path(path) / MANIFEST) != digest:
-        raise HwsimError(path, "MANIFEST.json", "trace changed since the sweep started (re-run the sweep)")
-    tr = load_trace(path)
-    _TRACE_CACHE[key] = tr
-    while len(_TRACE_CACHE) > _TRACE_CACHE_SIZE:
-        _TRACE_CACHE.popitem(last=False)
-    return tr
-
-
-def _f(value: Any) -> Any:
-    """JSON-safe plain Python scalar (numpy floats -> float)."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    return value
-
-
-def stage_of(layer_name: str) -> str:
-    """Stage of a layer: the first component of its dotted name (``layer2.0.conv1`` -> ``layer2``,
-    ``conv1`` -> ``conv1``)."""
-    return layer_name.split(".", 1)[0]
-
-
-def _simulate_point(trace, cfg_data: dict, source: str) -> dict:
-    from hwsim.api import simulate_trace
-    from hwsim.config import parse_config
-    cfg = parse_config(cfg_data, source)
-    run = simulate_trace(trace, cfg)
-    totals = {k: _f(v) for k, v in run.totals().items()}
-    totals["dense_cycles"] = float(sum(r.dense.cycles for r in run.layers))
-    totals["dense_time_us"] = float(sum(r.dense_total_cycles / r.clock_mhz for r in run.layers))
-    by_name = {layer.spec.name: layer for layer in trace.layers}
-    layers = []
-    for i, r in enumerate(run.layers):
-        tl = by_name[r.name]
-        gate = tl.spec.gate
-        row = {"layer_index": i, "layer": r.name, "stage": stage_of(r.name), "op": tl.spec.op,
-               "gate_G": gate.G if gate else None, "gate_S": gate.S if gate else None,
-               "gate_b": gate.b if gate else None,
-               "gate_density": tl.stats.gate_density_mean if gate else None,
-               "input_act_density": tl.stats.input_act_density,
-               "dense_cycles": float(r.dense.cycles)}
-        row.update({k: _f(v) for k, v in r.row().items()})
-        layers.append(row)
-    return {"result": {"accel_mode": run.mode, "mask_source": run.mask_source, "n_images": run.n_images,
-                       "clock_mhz": cfg.clock_mhz, "peak_macs_per_cycle": run.peak_macs_per_cycle, **totals},
-            "layers": layers}
-
-
-def simulate_chunk(task: dict) -> list[dict]:
-    """Task function shared by the process pool and Ray: ``task`` = {trace, trace_digest, points:
-    [{point_id, config, source}]}. Returns one record per point, or a single
-    ``{"error": [source, field, message]}`` (HwsimError does not survive pickling as itself)."""
-    try:
-        tr = _trace(task["trace"], task["trace_digest"])
-        out = []
-        for p in task["points"]:
-            rec = _simulate_point(tr, p["config"], p["source"])
-            rec["point_id"] = p["point_id"]
-            out.append(rec)
-        return out
-    except HwsimError as exc:
-        return [{"error": [exc.source, exc.field, exc.message]}]
-
-
-def make_tasks(points: Sequence[Point], chunk: int) -> list[dict]:
-    by_run: dict[str, list[Point]] = {}
-    for p in points:
-        by_run.setdefault(p.run.run_path, []).append(p)
-    per_run = []
-    for pts in by_run.values():
-        chunks = []
-        for i in range(0, len(pts), chunk):
-            part = pts[i:i + chunk]
-            chunks.append({"trace": part[0].run.trace_path, "trace_digest": part[0].run.trace_digest,
-                           "points": [{"point_id": p.point_id, "config": p.cfg.model_dump(),
-                                       "source": p.accel.path} for p in part]})
-        per_run.append(chunks)
-    # runs in turn (round robin), so the progress bar's rate is representative early on
-    return [c for group in itertools.zip_longest(*per_run) for c in group if c is not None]
-
-
-# --------------------------------------------------------------------------------------------
-# Journal
-# --------------------------------------------------------------------------------------------
-class Journal:
-    """Append-only JSON lines, one per computed point, flushed and fsync'd per point.
-
-    Opening it reads every complete record; a line that does not parse (the last one, cut by a
-    kill mid-write) is dropped and the file is rewritten atomically without it before appending."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.records: dict[str, dict] = {}
-        self.dropped = 0
-        if path.exists():
-            raw = path.read_bytes()
-            good = []
-            for line in raw.split(b"\n"):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    if not isinstance(rec, dict) or "point_id" not in rec or "result" not in rec:
-                        raise ValueError
-                except ValueError:
-                    self.dropped += 1
-                    continue
-                self.records[rec["point_id"]] = rec
-                good.append(line)
-            if self.dropped or (raw and not raw.endswith(b"\n")):
-                with atomic_open(path, "wb") as handle:
-                    handle.write(b"".join(g + b"\n" for g in good))
-        self.handle = open(path, "ab")
-
-    def append(self, rec: dict) -> None:
-        self.handle.write(json.dumps(rec, separators=(",", ":")).encode() + b"\n")
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.records[rec["point_id"]] = rec
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-@contextlib.contextmanager
-def _locked(out: Path):
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / LOCK, "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise HwsimError(str(out), "--out", "another sweep is writing this directory") from None
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-# --------------------------------------------------------------------------------------------
 # CSV rebuild
 # --------------------------------------------------------------------------------------------
 def _cell(value: Any) -> Any:
@@ -350,60 +191,6 @@ def rebuild_outputs(out: Path, points: Sequence[Point], journal: Journal, grid: 
 
 
 # --------------------------------------------------------------------------------------------
-# Executors
-# --------------------------------------------------------------------------------------------
-def _run_local(tasks: list[dict], workers: int, on_result: Callable[[list[dict]], None]) -> None:
-    if workers <= 1:
-        for task in tasks:
-            on_result(simulate_chunk(task))
-        return
-    ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(simulate_chunk, t) for t in tasks]
-        try:
-            for fut in cf.as_completed(futures):
-                on_result(fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-
-
-def import_ray():
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise HwsimError("--ray", "ray", "Ray is not installed; install it with: pip install 'cdg-hwsim[ray]' "
-                         "(or pip install ray)") from None
-    return ray
-
-
-def _run_ray(tasks: list[dict], address: str | None, init_kwargs: dict | None,
-             on_result: Callable[[list[dict]], None]) -> None:
-    ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        kwargs = {"include_dashboard": False, "log_to_driver": False, **(init_kwargs or {})}
-        if address:
-            kwargs["address"] = address
-        try:
-            ray.init(**kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise HwsimError("--ray", address or "local", f"cannot start/connect to Ray ({exc})") from None
-        started = True
-    try:
-        remote = ray.remote(simulate_chunk)
-        pending = [remote.remote(t) for t in tasks]
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            for ref in done:
-                on_result(ray.get(ref))
-    finally:
-        if started:
-            ray.shutdown()
-
-
-# --------------------------------------------------------------------------------------------
 # The sweep
 # --------------------------------------------------------------------------------------------
 @dataclass
@@ -444,7 +231,7 @@ def run_sweep(runs: Sequence[str], accels: Sequence[str], out: str | os.PathLike
                   "accels": [{"file": a.path, "name": a.cfg.name, "model": a.cfg.model, "sha256": a.digest}
                              for a in accel_list],
                   "grid": grid_obj.to_json(), "param_columns": [f"param.{k}" for k in grid_obj.keys]}
-    with _locked(out):
+    with locked(out):
         journal = Journal(out / JOURNAL)
         try:
             todo = [p for p in points if p.point_id not in journal.records]
@@ -471,9 +258,9 @@ def run_sweep(runs: Sequence[str], accels: Sequence[str], out: str | os.PathLike
             try:
                 if todo:
                     if ray:
-                        _run_ray(tasks, ray_address, ray_init, on_result)
+                        run_ray(tasks, ray_address, ray_init, on_result)
                     else:
-                        _run_local(tasks, workers, on_result)
+                        run_local(tasks, workers, on_result)
             finally:
                 bar.close()
                 elapsed = time.perf_counter() - t0

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 
-from hwsim.config import CONFIG_CLASSES, AccelConfig, parse_config
+from hwsim.config import parse_config
+from hwsim.models import registry
+from hwsim.models.base import AccelConfig
 from hwsim.trace.fileio import load_yaml
 from hwsim.trace.errors import HwsimError
 
@@ -90,10 +92,10 @@ def parse_grid(data: Any, source: str) -> Grid:
     per_model: dict[str, dict[str, list]] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            if key not in CONFIG_CLASSES:
+            if key not in registry.names():
                 raise HwsimError(source, str(key),
                                  f"a mapping must be a per-model section, but {key!r} is no known model "
-                                 f"(known: {', '.join(sorted(CONFIG_CLASSES))})")
+                                 f"(known: {', '.join(sorted(registry.names()))})")
             if not value:
                 raise HwsimError(source, str(key), "empty section (empty grid)")
             per_model[key] = {_check_key(k, source): _check_values(v, source, f"{key}.{k}") for k, v in value.items()}

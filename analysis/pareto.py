@@ -4,6 +4,9 @@ the FLOPs reduction is lost on the way to a speed-up.
     python -m analysis.pareto --sweep DIR [--accuracy linear_top1] [--tolerance 0.01] \
         [--cost time_us] [--by accel|design]
 
+A layer row carries the typed loss fields under the counter columns its model declares
+(``hwsim.models.registry.Model.loss_columns``, e.g. systolic ``folds`` / ``folds_run``).
+
 Every function takes the records of ``points.csv`` / ``layers.csv`` (``analysis.results.load_sweep``)
 or pandas DataFrames of them.
 
@@ -12,14 +15,14 @@ total cycles, ``Dc`` the dense compute cycles, ``T``/``C`` the gated total/compu
 ``f = needed_macs / dense_macs``, the saving the FLOPs promise is ``D (1 - f)`` and the saving
 realised is ``D - T``. The difference ``T - D f`` splits exactly into
 
-- granularity: ``Dc (e - f)``, ``e`` the fraction of the hardware's skip units that ran, from a
-  counter pair ``<unit>`` / ``<unit>_run`` of the model (systolic: ``folds`` / ``folds_run``): work
-  the hardware cannot skip because its skip unit is coarser than the gate decision; clipped to
-  ``[0, C - Dc f]`` (a model whose units all run while it compacts work, e.g. systolic ``compact``,
-  has its compute loss counted here, not under overhead);
-- imbalance: counters named ``*imbalance*cycles*`` (a model that reports load imbalance);
+- granularity: ``Dc (e - f)``, ``e`` = ``units_run / skip_units``, the fraction of the hardware's
+  skip units that ran (typed loss fields of ``hwsim.figures.Figures``; systolic folds, GPU tiles):
+  work the hardware cannot skip because its skip unit is coarser than the gate decision; clipped
+  to ``[0, C - Dc f]`` (a model whose units all run while it compacts work, e.g. systolic
+  ``compact``, has its compute loss counted here, not under overhead);
+- imbalance: the typed ``imbalance_cycles`` (a model that reports load imbalance: sparse-PE);
 - overhead: the rest of ``C - Dc f`` (index/compaction cycles, pipeline fill not shrinking with
-  work, and for a model without a counter pair, granularity too);
+  work, and for a model without skip units, granularity too);
 - memory: ``(T - C) - (D - Dc) f``, memory-bound time that does not shrink with the gated work.
 """
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from analysis.results import load_sweep, to_records
+from hwsim.figures import LossColumns
+from hwsim.models import registry
 from hwsim.trace.errors import HwsimError, cli_entry
 
 DEFAULT_OBJECTIVES = {"linear_top1": "max", "time_us": "min", "energy_pj": "min"}
@@ -151,18 +156,23 @@ def best_gate_structure(records: Any, tolerance: float = 0.01, accuracy: str = "
     return out
 
 
-def _unit_pairs(row: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(units, units executed) counter pairs: systolic ``folds``/``folds_run``, GPU ``tiles``/``tiles_active``."""
-    pairs = []
-    for k in row:
-        for suffix in ("_run", "_active"):
-            if k.endswith(suffix) and k[: -len(suffix)] in row:
-                pairs.append((k[: -len(suffix)], k))
-    return pairs
+def loss_columns(layer: Mapping[str, Any], model: str | None = None) -> LossColumns:
+    """The columns of ``layer`` that hold the typed loss fields: those declared by ``model`` (a
+    point's ``accel_model``), or for a row of unknown model, by the first registered model whose
+    declared columns the row has (none: no skip units, no imbalance)."""
+    if model in registry.names():
+        return registry.get(model).loss_columns
+    for name in registry.names():
+        cols = registry.get(name).loss_columns
+        declared = cols.columns()
+        if declared and all(c in layer for c in declared.values()):
+            return cols
+    return LossColumns()
 
 
-def layer_losses(layer: Mapping[str, Any]) -> dict[str, float]:
-    """The loss terms of one layer row (cycles per image); see the module docstring."""
+def layer_losses(layer: Mapping[str, Any], model: str | None = None) -> dict[str, float]:
+    """The loss terms of one layer row (cycles per image) of an accelerator of ``model`` (see
+    :func:`loss_columns`); see the module docstring."""
     D, Dc = as_float(layer.get("dense_total_cycles")), as_float(layer.get("dense_cycles"))
     T, C = as_float(layer.get("total_cycles")), as_float(layer.get("cycles"))
     dense_macs, needed = as_float(layer.get("dense_macs")), as_float(layer.get("needed_macs"))
@@ -171,16 +181,17 @@ def layer_losses(layer: Mapping[str, Any]) -> dict[str, float]:
                          "needs dense_total_cycles, dense_cycles, total_cycles, cycles, dense_macs, needed_macs")
     f = needed / dense_macs if dense_macs else 1.0
     compute = C - Dc * f
-    pairs = [(u, r) for u, r in _unit_pairs(layer) if as_float(layer.get(u)) > 0]
-    if pairs:
-        e = float(np.mean([as_float(layer[r]) / as_float(layer[u]) for u, r in pairs]))
+    cols = loss_columns(layer, model)
+    units, run = cols.skip_units, cols.units_run
+    if units in layer and run in layer and as_float(layer.get(units)) > 0:
+        e = as_float(layer[run]) / as_float(layer[units])
         # units that ran, as compute time; never more than the compute time actually lost
         granularity = min(max(0.0, Dc * (e - f)), max(0.0, compute))
     else:
         e = C / Dc if Dc else 1.0
         granularity = 0.0
-    imbalance = sum(as_float(v) for k, v in layer.items()
-                    if "imbalance" in k and "cycles" in k and math.isfinite(as_float(v)))
+    imbalance = sum(as_float(layer[k]) for k in (cols.imbalance_cycles,)
+                    if k in layer and math.isfinite(as_float(layer[k])))
     return {"dense_cycles": D, "ideal_cycles": D * f, "realised_cycles": T,
             "granularity": granularity, "imbalance": imbalance, "overhead": compute - granularity - imbalance,
             "memory": (T - C) - (D - Dc) * f, "executed_units": Dc * e, "dense_compute_cycles": Dc,
@@ -207,7 +218,7 @@ def reduction_breakdown(points: Any, layers: Any,
                 raise HwsimError("layers", f"point_id {p.get('point_id')!r}", "no layer rows for this point")
             n += 1
             for layer in lrows:
-                for k, v in layer_losses(layer).items():
+                for k, v in layer_losses(layer, p.get("accel_model")).items():
                     acc[k] += v
         promised = acc["dense_cycles"] - acc["ideal_cycles"]
         realised = acc["dense_cycles"] - acc["realised_cycles"]

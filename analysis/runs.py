@@ -25,9 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from hwsim.trace.errors import HwsimError
+from hwsim.trace.fileio import load_yaml
 from hwsim.trace import Trace, load_trace
 from hwsim.trace.layout import CONFIG_FILE, MANIFEST, SUMMARY_FILE, TRACE_DIR, TRACE_JSON
 
@@ -72,17 +71,6 @@ class RunInfo:
         out.pop("dense_macs")         # equal to the trace's (checked); the simulated total is the column
         out["trained_effective_macs"] = out.pop("effective_macs")
         return out
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HwsimError(str(path), "file", "missing") from None
-    except yaml.YAMLError:
-        raise HwsimError(str(path), "yaml", "invalid YAML") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HwsimError(str(path), "file", f"unreadable ({exc})") from None
 
 
 def _read_json(path: Path) -> Any:
@@ -174,7 +162,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
                          f"run {run_dir.name!r} has no trace (write one with python -m cdg.trace --run {run_dir}, "
                          f"or pass --skip-untraced)")
     cfg_src = str(run_dir / CONFIG_FILE)
-    cfg = _read_yaml(run_dir / CONFIG_FILE)
+    cfg = load_yaml(run_dir / CONFIG_FILE)
     if not isinstance(cfg, dict):
         raise HwsimError(cfg_src, "(top level)", "must be a mapping")
     summary_src = str(run_dir / SUMMARY_FILE)

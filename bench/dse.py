@@ -9,7 +9,7 @@ Traces: by default the REAL traces of the first 10 traced runs (sorted by name) 
 10 traced runs exist, 10 SYNTHETIC run directories are written to a temporary directory: the
 same digits-sized ResNet-18 x0.25 conv layer table (16x16 input, 20 convs, 8.76 M MACs), every 3x3 conv after the stem gated
 (G=4, S=1, b=1) with i.i.d. masks of density U(0.2, 0.6), 64 images, written with
-hwsim.trace.TraceWriter. Each run counts once, the output directory is fresh (no resume), and the
+hwsim.trace.synthetic (the one synthetic-trace generator). Each run counts once, the output directory is fresh (no resume), and the
 time includes process start-up of the workers and the CSV rebuild. Prints points per second.
 """
 from __future__ import annotations
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from analysis import dse
+from analysis.runs import find_run_dirs, has_trace
+from hwsim.networks import resnet18_cifar
+from hwsim.trace import GateGrid, LayerSpec, load_trace
+from hwsim.trace.synthetic import gate_3x3_convs, iid_masks, write_synthetic_trace
 
-from analysis import dse  # noqa: E402
-from analysis.runs import find_run_dirs, has_trace  # noqa: E402
-from hwsim.trace import GateGrid, LayerSpec, TraceWriter, load_trace  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ACCELS = ["accel_configs/systolic_32x32_os.yaml", "accel_configs/systolic_32x32_os_compact.yaml"]
 GRID = {"systolic": {"array.rows": [8, 16, 32, 64, 128], "dataflow": ["os", "ws"],
@@ -41,7 +42,6 @@ N_RUNS = 10
 def digits_resnet18() -> list[LayerSpec]:
     """ResNet-18 (CIFAR stem) at width 0.25 on 16x16 inputs: the digits runs' conv layer table
     (20 convs, 8,761,344 dense MACs, as in runs/digits_gating/*/trace)."""
-    from hwsim.networks import resnet18_cifar
     out = []
     for s in resnet18_cifar():
         if s.op == "linear":          # the digits traces hold the convs only
@@ -50,10 +50,8 @@ def digits_resnet18() -> list[LayerSpec]:
         c_out, ho, wo = s.out_shape
         in_shape = (c_in // 4 if c_in != 3 else 3, h // 2, w // 2)
         out_shape = (c_out // 4, ho // 2, wo // 2)
-        gate = GateGrid(G=4, S=1, b=1) if s.kernel == (3, 3) and s.name != "conv1" else None
-        out.append(replace(s, in_shape=in_shape, out_shape=out_shape,
-                           gate=gate.resolved(in_shape[0]) if gate else None))
-    return out
+        out.append(replace(s, in_shape=in_shape, out_shape=out_shape))
+    return gate_3x3_convs(out, GateGrid(G=4, S=1, b=1))
 
 
 def synthetic_runs(root: Path) -> list[Path]:
@@ -64,10 +62,8 @@ def synthetic_runs(root: Path) -> list[Path]:
         run = root / f"synthetic_s{i}"
         run.mkdir(parents=True)
         density = rng.uniform(0.2, 0.6)
-        with TraceWriter(run / "trace", meta={"producer": "bench/dse.py", "synthetic": True}) as tw:
-            for s in specs:
-                gm = rng.random(s.gate_grid(64)) < density if s.gate is not None else None
-                tw.add_layer(s, gate_masks=gm)
+        write_synthetic_trace(run / "trace", specs, 64, rng, masks=iid_masks(density),
+                              meta={"producer": "bench/dse.py", "synthetic": True})
         tr = load_trace(run / "trace")
         dense = sum(layer.spec.dense_macs for layer in tr.layers)
         eff = sum(layer.stats.effective_macs for layer in tr.layers)

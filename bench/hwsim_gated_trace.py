@@ -5,8 +5,9 @@
 
 The trace is SYNTHETIC (no trained cdg model is involved): every 3x3 conv after the stem is
 gated (G=4, S=8, b=2) with spatially smooth random saliency maps thresholded per image to a
-density drawn from U(0.3, 0.7). It is written through hwsim.trace.TraceWriter, so the figures
-also cover writing, validating and loading a trace of that size.
+density drawn from U(0.3, 0.7) (hwsim.trace.synthetic, the one synthetic-trace generator). It is
+written through hwsim.trace.TraceWriter, so the figures also cover writing, validating and
+loading a trace of that size.
 Cold compile time is measured in a fresh interpreter with an empty numba cache directory.
 """
 from __future__ import annotations
@@ -18,46 +19,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from hwsim import api
+from hwsim.networks import resnet18_cifar
+from hwsim.trace import GateGrid, load_trace
+from hwsim.trace.synthetic import gate_3x3_convs, smooth_masks, write_synthetic_trace
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hwsim import api  # noqa: E402
-from hwsim.networks import resnet18_cifar  # noqa: E402
-from hwsim.trace import GateGrid, TraceWriter, load_trace  # noqa: E402
 
 
-def smooth_masks(grid: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
-    n, c, h, w = grid
-    field = rng.random(grid)
-    for axis in (2, 3):  # 3-tap box filter twice per spatial axis: blobby saliency
-        for _ in range(2):
-            field = (np.roll(field, 1, axis) + field + np.roll(field, -1, axis)) / 3
-    density = rng.uniform(0.3, 0.7, size=n)
-    thresholds = np.array([np.quantile(field[i], 1 - density[i]) for i in range(n)])
-    return field > thresholds[:, None, None, None]
-
-
-def write_synthetic_trace(path: Path, n: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    with TraceWriter(path, meta={"model": "resnet18_cifar", "synthetic": True,
-                                 "note": "bench/hwsim_gated_trace.py random smooth masks"}, overwrite=True) as tw:
-        for spec in resnet18_cifar():
-            if spec.op == "conv" and spec.kernel == (3, 3) and spec.name != "conv1":
-                spec = replace(spec, gate=GateGrid(G=4, S=8, b=2).resolved(spec.in_shape[0]))
-                tw.add_layer(spec, gate_masks=smooth_masks(spec.gate_grid(n), rng))
-            else:
-                tw.add_layer(spec)
+def write_trace(path: Path, n: int, seed: int = 0) -> None:
+    specs = gate_3x3_convs(resnet18_cifar(), GateGrid(G=4, S=8, b=2))
+    write_synthetic_trace(path, specs, n, np.random.default_rng(seed), masks=smooth_masks,
+                          meta={"model": "resnet18_cifar", "synthetic": True,
+                                "note": "bench/hwsim_gated_trace.py random smooth masks"}, overwrite=True)
 
 
 COLD = """
-import time, sys
+import time
 t0 = time.perf_counter()
-sys.path.insert(0, {root!r})
 from hwsim import api
 cfg = api.load_config({accel!r})
 for df in ("os", "ws", "is"):
@@ -75,7 +58,7 @@ def main(argv=None) -> int:
     try:
         trace = work / "trace"
         t0 = time.perf_counter()
-        write_synthetic_trace(trace, args.images)
+        write_trace(trace, args.images)
         t_write = time.perf_counter() - t0
         size = sum(p.stat().st_size for p in trace.rglob("*") if p.is_file())
         t0 = time.perf_counter()
@@ -95,7 +78,7 @@ def main(argv=None) -> int:
                   f"MACs {tot['macs'] / tot['dense_macs']:.3f} of dense, speed-up {tot['speedup']:.3f}, "
                   f"energy saving {tot['energy_saving']:.1%}")
         env = {**os.environ, "NUMBA_CACHE_DIR": str(work / "numba_cache")}
-        cmd = [sys.executable, "-c", COLD.format(root=str(ROOT), accel=args.accel, trace=str(trace))]
+        cmd = [sys.executable, "-c", COLD.format(accel=args.accel, trace=str(trace))]
         cold = float(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.split()[-1])
         warm = float(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.split()[-1])
         print(f"fresh interpreter, OS+WS+IS: {cold:.1f} s with an empty numba cache (compiles), "

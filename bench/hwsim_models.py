@@ -4,12 +4,12 @@ trace, by number of images and of layers, with numba compile time measured separ
     python bench/hwsim_models.py                            # 100 / 300 / 1000 images, every config
     python bench/hwsim_models.py --images 1000 --configs 'sparse_pe*'
 
-Generic over configs: a model registered in hwsim.models (and its YAML in accel_configs/)
+Generic over configs: a model registered in hwsim.models.registry (and its YAML in accel_configs/)
 shows up without changes here. The trace is SYNTHETIC (no trained cdg model): every 3x3 conv
 after the stem is gated (G=4, S=8, b=2) with spatially smooth random saliency thresholded per
 image to a density from U(0.3, 0.7); input-activation masks (iid, density 0.5) are stored for
 the first 32 images of every conv, as a training run stores a sample. Written with
-hwsim.trace.TraceWriter, loaded once; times below are simulate_trace only, after a warm-up run.
+hwsim.trace.synthetic (the one synthetic-trace generator), loaded once; times below are simulate_trace only, after a warm-up run.
 Compile time: a fresh interpreter with an empty numba cache minus one with the cache filled,
 running each model once on a 4-image trace.
 """
@@ -23,48 +23,28 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from hwsim import api
+from hwsim.networks import get_network
+from hwsim.trace import GateGrid, expand_gate_blocks, load_trace
+from hwsim.trace.synthetic import gate_3x3_convs, smooth_masks, write_synthetic_trace
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from hwsim import api  # noqa: E402
-from hwsim.networks import get_network  # noqa: E402
-from hwsim.trace import GateGrid, TraceWriter, expand_gate_blocks, load_trace  # noqa: E402
-
 ACT_IMAGES = 32
 
 
-def smooth_masks(grid: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
-    field = rng.random(grid)
-    for axis in (2, 3):  # 3-tap box filter twice per spatial axis: blobby saliency
-        for _ in range(2):
-            field = (np.roll(field, 1, axis) + field + np.roll(field, -1, axis)) / 3
-    density = rng.uniform(0.3, 0.7, size=grid[0])
-    flat = np.sort(field.reshape(grid[0], -1), axis=1)
-    k = np.minimum(((1 - density) * flat.shape[1]).astype(int), flat.shape[1] - 1)
-    return field >= flat[np.arange(grid[0]), k][:, None, None, None]
-
-
 def write_trace(path: Path, n: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    with TraceWriter(path, meta={"model": "resnet18_cifar", "synthetic": True,
-                                 "note": "bench/hwsim_models.py"}, overwrite=True) as tw:
-        for spec in get_network("resnet18_cifar"):
-            acts = rng.random((min(n, ACT_IMAGES), *spec.in_shape)) < 0.5 if spec.op == "conv" else None
-            if spec.op == "conv" and spec.kernel == (3, 3) and spec.name != "conv1":
-                spec = replace(spec, gate=GateGrid(G=4, S=8, b=2).resolved(spec.in_shape[0]))
-                tw.add_layer(spec, gate_masks=smooth_masks(spec.gate_grid(n), rng), act_masks=acts)
-            else:
-                tw.add_layer(spec, act_masks=acts)
+    specs = gate_3x3_convs(get_network("resnet18_cifar"), GateGrid(G=4, S=8, b=2))
+    write_synthetic_trace(path, specs, n, np.random.default_rng(seed), masks=smooth_masks, act_images=ACT_IMAGES,
+                          meta={"model": "resnet18_cifar", "synthetic": True, "note": "bench/hwsim_models.py"},
+                          overwrite=True)
 
 
 COLD = """
 import sys, time
-sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 from hwsim import api
 api.simulate_trace({trace!r}, api.load_config({accel!r}))
@@ -76,7 +56,7 @@ def compile_seconds(accel: Path, trace: Path, cache: Path) -> tuple[float, float
     """(fresh interpreter with an empty numba cache, same with the cache filled), seconds."""
     shutil.rmtree(cache, ignore_errors=True)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
-    cmd = [sys.executable, "-c", COLD.format(root=str(ROOT), trace=str(trace), accel=str(accel))]
+    cmd = [sys.executable, "-c", COLD.format(trace=str(trace), accel=str(accel))]
     out = [float(subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout.split()[-1])
            for _ in range(2)]
     return out[0], out[1]

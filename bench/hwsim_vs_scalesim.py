@@ -16,14 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hwsim.config import load_config  # noqa: E402
-from hwsim.trace.fileio import atomic_write_json  # noqa: E402
-from hwsim.networks import resnet18_cifar  # noqa: E402
-from hwsim.scalesim_ref import run_scalesim  # noqa: E402
-from hwsim.systolic import dense_layer_counts  # noqa: E402
-from hwsim.workload import lower  # noqa: E402
+from hwsim.config import load_config
+from hwsim.trace.fileio import atomic_write_json
+from hwsim.networks import resnet18_cifar
+from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.models.systolic.counts import dense_layer_counts
+from hwsim.workload import lower
 
 EXACT = (("cycles", "cycles"), ("sram_ifmap_reads", "ifmap_sram_reads"),
          ("sram_filter_reads", "filter_sram_reads"), ("sram_ofmap_writes", "ofmap_sram_writes"))

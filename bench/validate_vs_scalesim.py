@@ -13,12 +13,10 @@ import tempfile
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from hwsim.config import parse_config  # noqa: E402
-from hwsim.scalesim_ref import run_scalesim  # noqa: E402
-from hwsim.systolic import dense_layer_counts  # noqa: E402
-from hwsim.workload import conv_layer, linear_layer, lower  # noqa: E402
+from hwsim.config import parse_config
+from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.models.systolic.counts import dense_layer_counts
+from hwsim.workload import conv_layer, linear_layer, lower
 
 LAYERS = [
     conv_layer(32, 32, 3, 16, 3, 1, 1, name="stem_3x3_s1"),

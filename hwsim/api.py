@@ -20,12 +20,15 @@ import numpy as np
 
 from tqdm.auto import tqdm
 
-from hwsim.config import AccelConfig, load_config
-from hwsim.trace.errors import HwsimError
+from hwsim.config import load_config
+from hwsim.figures import Figures, mean_figures
 from hwsim.graph import build_graph, live_bytes
-from hwsim.models import Figures, mean_figures, model_for
+from hwsim.models import registry
+from hwsim.models.base import AccelConfig
 from hwsim.networks import get_network
 from hwsim.trace import LayerSpec, Trace, expand_gate_blocks, load_trace, validate_layer, validate_layer_table
+from hwsim.trace.errors import HwsimError
+from hwsim.trace.layout import TRACE_JSON
 from hwsim.workload import conv_layer, linear_layer, lower
 
 __all__ = ["LayerResult", "RunResult", "simulate_layer", "simulate_layers", "simulate_trace",
@@ -184,7 +187,7 @@ def _needed_macs(spec: LayerSpec, gate_masks: np.ndarray | None) -> float:
 def _layer_result(spec: LayerSpec, cfg: AccelConfig, gate_masks: np.ndarray | None,
                   act_masks: np.ndarray | None, act_density: float | None, mask_source: str,
                   live: int = 0) -> LayerResult:
-    model = model_for(cfg)
+    model = registry.get(cfg.model)
     work = lower(spec)
     dense = model.dense(work, cfg)
     if gate_masks is None and act_masks is None and act_density is None:
@@ -326,7 +329,7 @@ def simulate_trace(trace: Trace | str | os.PathLike, config: AccelConfig | str |
         return g, a, d
 
     src = "dense" if dense else ("stats" if from_stats else "masks")
-    return _simulate(tr.specs, cfg, inputs, dense, str(Path(tr.path) / "trace.json"), src)
+    return _simulate(tr.specs, cfg, inputs, dense, str(Path(tr.path) / TRACE_JSON), src)
 
 
 def simulate_network(network: str | Sequence[LayerSpec], config: AccelConfig | str | os.PathLike) -> RunResult:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from analysis import dse, pareto
+from analysis import dse, pareto, worker
 from analysis.results import load_sweep
 from hwsim.api import simulate_trace
 from hwsim.config import parse_config
@@ -132,7 +132,7 @@ def test_interrupted_sweep_resumes_without_recomputing_or_losing(setup, monkeypa
     ref = {p["point_id"]: p for p in load_sweep(ref_out)[0]}
 
     out = tmp / "sweep"
-    real = dse._simulate_point
+    real = worker._simulate_point
     calls = []
 
     def dying(*args):
@@ -141,7 +141,7 @@ def test_interrupted_sweep_resumes_without_recomputing_or_losing(setup, monkeypa
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(dse, "_simulate_point", dying)
+    monkeypatch.setattr(worker, "_simulate_point", dying)
     with pytest.raises(KeyboardInterrupt):
         dse.run_sweep([str(runs)], [str(accel)], out, grid=str(grid), workers=1, progress=False, chunk=1)
     points, _, meta = load_sweep(out)          # CSVs were rebuilt from the journal on the way out
@@ -153,7 +153,7 @@ def test_interrupted_sweep_resumes_without_recomputing_or_losing(setup, monkeypa
     journal.write_bytes(b"".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
 
     calls.clear()
-    monkeypatch.setattr(dse, "_simulate_point", lambda *a: (calls.append(1), real(*a))[1])
+    monkeypatch.setattr(worker, "_simulate_point", lambda *a: (calls.append(1), real(*a))[1])
     res = dse.run_sweep([str(runs)], [str(accel)], out, grid=str(grid), workers=1, progress=False)
     assert len(calls) == 4 and res.computed == 4 and res.reused == 4
     points, layers, meta = load_sweep(out)

@@ -9,6 +9,8 @@ import numpy as np
 from hwsim.config import parse_config
 from hwsim.trace import GateGrid, TraceWriter, make_layer
 
+ROOT = Path(__file__).resolve().parents[2]   # the repository
+
 BASE = dict(
     name="tiny", model="systolic", array=dict(rows=8, cols=8), dataflow="os", clock_mhz=1000,
     sram_kb=dict(ifmap=2, filter=2, ofmap=2), word_bytes=dict(ifmap=1, filter=1, ofmap=1),

@@ -3,13 +3,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
-from tests.hwsim.helpers import config_dict, write_trace
+from tests.hwsim.helpers import ROOT, config_dict, write_trace
 
-ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 

@@ -1,13 +1,9 @@
-from pathlib import Path
-
 import pytest
 import yaml
 
 from hwsim.config import load_config, parse_config
 from hwsim.trace.errors import HwsimError
-from tests.hwsim.helpers import config_dict
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.hwsim.helpers import ROOT, config_dict
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "accel_configs").glob("*.yaml")), ids=lambda p: p.name)

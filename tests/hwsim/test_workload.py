@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 
 from hwsim.api import simulate_network
-from hwsim.energy import energy_pj
 from hwsim.trace.errors import HwsimError
 from hwsim.graph import build_graph, live_bytes
 from hwsim.networks import NETWORKS, get_network
-from hwsim.systolic import Counts
 from hwsim.trace import GateGrid
+from hwsim.models.systolic.counts import Counts
+from hwsim.models.systolic.model import energy_pj
 from hwsim.workload import conv_layer, linear_layer, lower
 from tests.hwsim.helpers import tiny_config
 

@@ -1,7 +1,6 @@
 """Configuration of the sparse-PE accelerator (``model: sparse_pe``); fields in docs/hwsim-sparse-pe.md.
 
-Kept next to the model (registered in ``hwsim.config.CONFIG_CLASSES``) so the systolic config
-module does not grow with every model. Sections used by only one partition or format may be
+Sections used by only one partition or format may be
 present in a file whose partition/format does not use them (they are then ignored) so that
 sweeps can switch ``partition`` / ``format`` with ``with_overrides``; a section the chosen
 partition or format needs must be present and consistent.
@@ -12,11 +11,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from hwsim.config import AccelConfig, Dram, Energy, PerOperandFloat, _Strict
+from hwsim.models.base import AccelConfig, Dram, Energy, PerOperandFloat, StrictModel
 from hwsim.trace.errors import HwsimError
 
 
-class SpatialTile(_Strict):
+class SpatialTile(StrictModel):
     """PE grid for ``partition: spatial_tile`` (rows x cols must equal ``pes``)."""
 
     rows: int = Field(gt=0, le=4096)
@@ -24,14 +23,14 @@ class SpatialTile(_Strict):
     channels_per_step: int = Field(gt=0, le=65536)
 
 
-class DynamicQueue(_Strict):
+class DynamicQueue(StrictModel):
     """Work queue for ``partition: dynamic``."""
 
     unit_outputs: int = Field(gt=0, le=1 << 20)
     dispatch_cycles: float = Field(ge=0)
 
 
-class GateDecision(_Strict):
+class GateDecision(StrictModel):
     """Cost of one gate decision (one compare of the base partial sum per decision block)."""
 
     cycles: float = Field(ge=0)

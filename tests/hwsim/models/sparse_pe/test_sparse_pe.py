@@ -4,7 +4,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +11,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsim import sparse_pe
+from hwsim.models.sparse_pe import model as sparse_pe
 from hwsim.api import simulate_layer
 from hwsim.config import load_config, parse_config
 from hwsim.trace.errors import HwsimError
-from hwsim.sparse_pe_kernels import run_length_entries
+from hwsim.models.sparse_pe.kernels import run_length_entries
 from hwsim.trace import GateGrid, make_layer
 from hwsim.workload import lower
-from tests.hwsim.helpers import write_trace
+from tests.hwsim.helpers import ROOT, write_trace
 
-ROOT = Path(__file__).resolve().parents[2]
 YAML = ROOT / "accel_configs" / "sparse_pe.yaml"
 BASE = yaml.safe_load(YAML.read_text())
 PARTITIONS = ("output_channel", "spatial_tile", "dynamic")
@@ -282,5 +280,5 @@ def test_cli_runs_a_trace(tmp_path):
     assert "TOTAL" in r.stdout and "g1" in r.stdout
     header = (tmp_path / "out" / "hwsim_layers.csv").read_text().splitlines()[0]
     assert "imbalance" in header and "energy_gate_pj" in header
-    code = "import sys, hwsim.sparse_pe; sys.exit(any(m.split('.')[0] in ('torch', 'cdg') for m in sys.modules))"
+    code = "import sys, hwsim.models.sparse_pe; sys.exit(any(m.split('.')[0] in ('torch', 'cdg') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env).returncode == 0

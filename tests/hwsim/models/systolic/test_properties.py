@@ -4,8 +4,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwsim.api import simulate_layer, simulate_layers
-from hwsim.energy import energy_pj, total_cycles
-from hwsim.systolic import dense_layer_counts, gated_layer_counts
+from hwsim.models.systolic.counts import dense_layer_counts, gated_layer_counts
+from hwsim.models.systolic.model import energy_pj, total_cycles
 from hwsim.trace import GateGrid, make_layer
 from hwsim.workload import lower
 from tests.hwsim.helpers import tiny_config, tiny_network

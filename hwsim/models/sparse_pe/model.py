@@ -19,15 +19,18 @@ import math
 
 import numpy as np
 
-from hwsim.models import Figures, mean_figures
-from hwsim.sparse_pe_config import SparsePEConfig
-from hwsim.sparse_pe_kernels import (dynamic_queue, output_channel_steps, run_length_entries,
-                                     spatial_tile_steps, window_counts)
+from hwsim import costs
+from hwsim.figures import Figures, LossColumns, mean_figures
+from hwsim.models.sparse_pe.config import SparsePEConfig
+from hwsim.models.sparse_pe.kernels import (dynamic_queue, output_channel_steps, run_length_entries,
+                                            spatial_tile_steps, window_counts)
 from hwsim.workload import LayerWorkload
 
 COUNTERS = ("steps", "imbalance", "imbalance_cycles", "idle_pe_fraction", "decisions", "gate_meta_bits", "act_meta_bits",
             "ifmap_words_stored", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_writes",
             "index_bits", "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_writes")
+# no skip units (every output is its own unit); load imbalance is reported in cycles
+LOSS_COLUMNS = LossColumns(imbalance_cycles="imbalance_cycles")
 
 
 def _bits(n: int) -> int:
@@ -225,52 +228,34 @@ def _figures(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
     dram_if_b = stored * wb.ifmap + act_meta / 8.0
     dram_fl_b = filters * wb.filter
     dram_of_b = outputs * wb.ofmap
-    dram_b = dram_if_b + dram_fl_b + dram_of_b
-    bpc = cfg.dram.bandwidth_gb_s * 1e9 / (cfg.clock_mhz * 1e6)
-    total = np.maximum(cycles, dram_b / bpc)
+    bpc = costs.bytes_per_cycle(cfg.dram.bandwidth_gb_s, cfg.clock_mhz)
     e = cfg.energy
-    kb = cfg.sram_kb
-    rd = {op: e.sram_pj_per_byte(getattr(kb, op), "read") for op in ("ifmap", "filter", "ofmap")}
-    wr = {op: e.sram_pj_per_byte(getattr(kb, op), "write") for op in ("ifmap", "filter", "ofmap")}
-    index_pj = e.index_pj_per_byte if e.index_pj_per_byte is not None else rd["ifmap"]
     mean_busy = busy / cfg.pes
     imbalance = np.where(mean_busy > 0, cycles / np.where(mean_busy > 0, mean_busy, 1.0), 1.0)
     dec_pj = n_dec * (cfg.gate_decision.compare_pj + e.rf_access_pj)   # compare + read of the base psum
     out = []
     for i in range(n):
-        energy = {
-            "mac": macs[i] * e.mac_pj,
-            "rf": macs[i] * e.rf_accesses_per_mac * e.rf_access_pj,
-            "sram_ifmap": sr_if[i] * wb.ifmap * rd["ifmap"],
-            "sram_filter": sr_fl[i] * wb.filter * rd["filter"],
-            "sram_ofmap": outputs * wb.ofmap * wr["ofmap"],
-            "sram_fill": dram_if_b[i] * wr["ifmap"] + dram_fl_b * wr["filter"],
-            "sram_drain": dram_of_b * rd["ofmap"],
-            "index": idx_bits[i] / 8.0 * index_pj,
-            "gate": dec_pj,
-            "dram_ifmap": dram_if_b[i] * 8 * e.dram_pj_per_bit,
-            "dram_filter": dram_fl_b * 8 * e.dram_pj_per_bit,
-            "dram_ofmap": dram_of_b * 8 * e.dram_pj_per_bit,
-            "static": e.static_mw * total[i] / cfg.clock_mhz * 1e3,
-        }
-        energy["total"] = sum(energy.values())
-        traffic = {
-            "sram_ifmap_read": sr_if[i] * wb.ifmap, "sram_filter_read": sr_fl[i] * wb.filter,
-            "sram_ofmap_write": outputs * wb.ofmap, "sram_index_read": idx_bits[i] / 8.0,
-            "dram_ifmap_read": dram_if_b[i], "dram_filter_read": dram_fl_b, "dram_ofmap_write": dram_of_b,
-        }
+        acc = costs.Accesses(
+            macs=macs[i], sram_ifmap_read=sr_if[i] * wb.ifmap, sram_filter_read=sr_fl[i] * wb.filter,
+            sram_ofmap_write=outputs * wb.ofmap, sram_index_read=idx_bits[i] / 8.0,
+            dram_ifmap_read=dram_if_b[i], dram_filter_read=dram_fl_b, dram_ofmap_write=dram_of_b)
+        total = costs.roofline(cycles[i], costs.dram_bytes(acc), bpc)
+        energy = costs.energy_pj(acc, e, cfg.sram_kb, cfg.clock_mhz, total, gate_pj=dec_pj)
+        traffic = costs.traffic_bytes(acc)
+        imbalance_cycles = float(max(cycles[i] - mean_busy[i], 0.0))
         counters = {
             "steps": float(steps), "imbalance": float(imbalance[i]), "idle_pe_fraction": idle,
             # cycles beyond a perfectly balanced schedule (analysis.pareto's imbalance loss)
-            "imbalance_cycles": float(max(cycles[i] - mean_busy[i], 0.0)),
+            "imbalance_cycles": imbalance_cycles,
             "decisions": float(n_dec), "gate_meta_bits": float(gate_meta[i]), "act_meta_bits": float(act_meta[i]),
             "ifmap_words_stored": float(stored[i]), "sram_ifmap_reads": float(sr_if[i]),
             "sram_filter_reads": float(sr_fl[i]), "sram_ofmap_writes": outputs, "index_bits": float(idx_bits[i]),
             "dram_ifmap_reads": float(dram_if_b[i] / wb.ifmap), "dram_filter_reads": filters,
             "dram_ofmap_writes": outputs,
         }
-        out.append(Figures(cycles=float(cycles[i]), total_cycles=float(total[i]), macs=float(macs[i]),
-                           energy_pj=energy, traffic_bytes=traffic, counters=counters))
+        out.append(Figures(cycles=float(cycles[i]), total_cycles=float(total), macs=float(macs[i]),
+                           energy_pj=energy, traffic_bytes=traffic, counters=counters,
+                           imbalance_cycles=imbalance_cycles))
     return out
 
 

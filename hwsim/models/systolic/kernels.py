@@ -310,23 +310,3 @@ def ofmap_write_buffer(kind, E, M, K, AR, AC, total_words):
         start = end
     return written, stall_total, row
 
-
-@njit(cache=True)
-def heap_replace_root(heap, v):
-    """Min-heap of slot free times: the earliest-free slot (the root) takes work finishing at
-    ``v``; sift down. Greedy list scheduling in the sparse-PE dynamic queue and the GPU block
-    scheduler."""
-    size = heap.shape[0]
-    pos = 0
-    while True:
-        c = 2 * pos + 1
-        if c >= size:
-            break
-        if c + 1 < size and heap[c + 1] < heap[c]:
-            c += 1
-        if heap[c] < v:
-            heap[pos] = heap[c]
-            pos = c
-        else:
-            break
-    heap[pos] = v

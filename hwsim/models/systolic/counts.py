@@ -1,4 +1,4 @@
-"""Systolic-array model: cycles, SRAM accesses and DRAM traffic for OS, WS and IS dataflows.
+"""Systolic-array counts: cycles, SRAM accesses and DRAM traffic for OS, WS and IS dataflows.
 
 Dense layers follow SCALE-Sim v3's mapping and counting exactly (docs/hwsim.md has the
 equations and the validation table); gated layers (conditional work per output) are modelled
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from hwsim.config import SystolicConfig as AccelConfig
-from hwsim.kernels import dram_reads_stream, is_tile_activity, ofmap_write_buffer, os_tile_activity
+from hwsim.models.systolic.config import SystolicConfig
+from hwsim.models.systolic.kernels import dram_reads_stream, is_tile_activity, ofmap_write_buffer, os_tile_activity
 from hwsim.workload import Gemm, LayerWorkload
 
 STREAM_OS_IFMAP, STREAM_OS_FILTER, STREAM_WS_IFMAP, STREAM_IS_IFMAP, STREAM_IS_FILTER = range(5)
@@ -44,9 +44,6 @@ class Counts:
     dram_ifmap_reads: float = 0.0
     dram_filter_reads: float = 0.0
     dram_ofmap_writes: float = 0.0
-
-    def __add__(self, other: "Counts") -> "Counts":
-        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
     def scaled(self, k: float) -> "Counts":
         return Counts(**{f.name: getattr(self, f.name) * k for f in fields(self)})
@@ -78,7 +75,7 @@ def sram_counts_dense(g: Gemm, dataflow: str, rows: int, cols: int) -> tuple[int
     return g.E * g.K, cf * g.K * g.M, rf * g.E * g.M
 
 
-def ofmap_drain(g: Gemm, cfg: AccelConfig) -> tuple[int, int]:
+def ofmap_drain(g: Gemm, cfg: SystolicConfig) -> tuple[int, int]:
     """(DRAM words written, stall cycles) of the OFMAP write buffer (kernels.ofmap_write_buffer):
     every output (OS) or partial-sum (WS, IS) write is drained, in lines of ``cols`` words."""
     kind = {"os": 0, "ws": 1, "is": 2}[cfg.dataflow]
@@ -87,7 +84,7 @@ def ofmap_drain(g: Gemm, cfg: AccelConfig) -> tuple[int, int]:
     return int(written), int(stalls)
 
 
-def dram_reads_dense(g: Gemm, cfg: AccelConfig) -> tuple[int, int]:
+def dram_reads_dense(g: Gemm, cfg: SystolicConfig) -> tuple[int, int]:
     """DRAM words read for ifmap and filter under the working-set model (kernels.py)."""
     rows, cols, df = cfg.array.rows, cfg.array.cols, cfg.dataflow
     cap_if = 50 * (cfg.sram_words("ifmap") // 100)
@@ -111,7 +108,7 @@ def dram_reads_dense(g: Gemm, cfg: AccelConfig) -> tuple[int, int]:
     return d_if, d_fl
 
 
-def dense_gemm_counts(g: Gemm, cfg: AccelConfig) -> Counts:
+def dense_gemm_counts(g: Gemm, cfg: SystolicConfig) -> Counts:
     rows, cols, df = cfg.array.rows, cfg.array.cols, cfg.dataflow
     rf, cf, per_fold = fold_shape(g, df, rows, cols)
     folds = rf * cf
@@ -125,7 +122,7 @@ def dense_gemm_counts(g: Gemm, cfg: AccelConfig) -> Counts:
     )
 
 
-def dense_layer_counts(work: LayerWorkload, cfg: AccelConfig) -> Counts:
+def dense_layer_counts(work: LayerWorkload, cfg: SystolicConfig) -> Counts:
     """One image of a dense layer: its groups run one after another."""
     return dense_gemm_counts(work.gemm, cfg).scaled(work.groups)
 
@@ -133,7 +130,7 @@ def dense_layer_counts(work: LayerWorkload, cfg: AccelConfig) -> Counts:
 # ----------------------------------------------------------------------------------------------
 # Gated
 # ----------------------------------------------------------------------------------------------
-def gated_layer_counts(work: LayerWorkload, cfg: AccelConfig, masks: np.ndarray) -> list[Counts]:
+def gated_layer_counts(work: LayerWorkload, cfg: SystolicConfig, masks: np.ndarray) -> list[Counts]:
     """Per-image counts of a gated layer. ``masks``: bool (n, C_out, H_out, W_out), 1 = the
     output's conditional part is computed. Returns one Counts per image."""
     g = work.gemm

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hwsim.kernels import heap_replace_root
+from hwsim.models.kernel_helpers import heap_replace_root
 
 
 @njit(cache=True)

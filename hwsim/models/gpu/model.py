@@ -22,13 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.gpu_config import GPUConfig
-from hwsim.gpu_kernels import active_tiles, summarise
-from hwsim.models import Figures
+from hwsim import costs
+from hwsim.figures import Figures, LossColumns
+from hwsim.models.gpu.config import GPUConfig
+from hwsim.models.gpu.kernels import active_tiles, summarise
 from hwsim.workload import LayerWorkload
 
 COUNTERS = ("tiles", "tiles_active", "waves", "resident_per_sm", "idle_sm_fraction", "kernels",
             "l2_fits", "tile_compute_bound", "dram_bound", "tensor_macs")
+# the skip unit is the thread-block tile's conditional k-loop: tiles / tiles with an output on
+LOSS_COLUMNS = LossColumns(skip_units="tiles", units_run="tiles_active")
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
         if mode == "compact":
             iters = T * grid.it_base + A * grid.it_cond
             # base kernel: every tile, base k-steps, writes every output
-            k1 = max(float(span[j]), (grid.ifmap_base * reread + grid.filter_base + grid.ofmap) / bpc)
+            k1 = costs.roofline(float(span[j]), grid.ifmap_base * reread + grid.filter_base + grid.ofmap, bpc)
             # gather: read the gate decisions (1 bit each), write one index per active tile
             mask_bytes = decisions / 8
             dram["dram_mask_read"] = mask_bytes
@@ -145,7 +148,7 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
             if not grid.l2_fits:
                 dram_c += A * psum_tile
                 dram["dram_ofmap_write"] += A * psum_tile
-            k3 = max(span_c, dram_c / bpc)
+            k3 = costs.roofline(span_c, dram_c, bpc)
             cycles = float(span[j]) + gather + span_c
             total = k1 + gather + k3 + 3 * launch
             dram_bound = float(k1 > span[j] or k3 > span_c)
@@ -180,7 +183,8 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
                     "tensor_macs": tensor_macs / B}
         figs.append(Figures(cycles=cycles / B, total_cycles=total / B, macs=macs / B,
                             energy_pj={k: v / B for k, v in energy.items()},
-                            traffic_bytes={k: v / B for k, v in traffic.items()}, counters=counters))
+                            traffic_bytes={k: v / B for k, v in traffic.items()}, counters=counters,
+                            skip_units=float(T), units_run=float(A)))
     return figs
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import atomic_write_json
-from hwsim.trace import (MANIFEST, TRACE_JSON, GateGrid, TraceWriter, _sha256, expand_gate_blocks,
-                         load_trace, make_layer)
+from hwsim.trace import GateGrid, TraceWriter, expand_gate_blocks, load_trace, make_layer, sha256
+from hwsim.trace.layout import MANIFEST, TRACE_JSON
 from tests.hwsim.helpers import tiny_network, write_trace
 
 
@@ -71,7 +71,7 @@ def _rewrite(root, mutate):
     mutate(doc)
     atomic_write_json(root / TRACE_JSON, doc)
     man = json.loads((root / MANIFEST).read_text())
-    man["files"][TRACE_JSON] = {"bytes": (root / TRACE_JSON).stat().st_size, "sha256": _sha256(root / TRACE_JSON)}
+    man["files"][TRACE_JSON] = {"bytes": (root / TRACE_JSON).stat().st_size, "sha256": sha256(root / TRACE_JSON)}
     atomic_write_json(root / MANIFEST, man)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from hwsim.kernels import heap_replace_root
+from hwsim.models.kernel_helpers import heap_replace_root
 
 EPS = 1e-9   # expected (float) work: 6.000000001 MACs must not cost an extra cycle
 

@@ -1,4 +1,4 @@
-"""GPU model (hwsim.gpu): hand-computed rooflines, gate/tile alignment, monotonicity, config errors."""
+"""GPU model (hwsim.models.gpu): hand-computed rooflines, gate/tile alignment, monotonicity, config errors."""
 import copy
 import dataclasses
 import json
@@ -10,14 +10,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsim import gpu
+from hwsim.models.gpu import model as gpu
 from hwsim.api import simulate_layer
 from hwsim.config import load_config, parse_config
 from hwsim.trace.errors import HwsimError
 from hwsim.trace import GateGrid, make_layer
 from hwsim.workload import lower
-from tests.hwsim.helpers import write_trace
-from tests.hwsim.test_cli import ROOT, run as run_cli
+from tests.hwsim.helpers import ROOT, write_trace
+from tests.hwsim.test_cli import run as run_cli
 
 # A toy GPU whose figures are easy to follow by hand: 4 SMs of 64 MACs/cycle, 1 GHz, 100 B/cycle
 # of DRAM, 512 B/cycle of L2, 100-cycle launches, 10-cycle tile latency.

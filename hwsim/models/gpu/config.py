@@ -1,6 +1,6 @@
 """Configuration of the GPU model (``model: gpu``); every field is described in docs/hwsim-gpu.md.
 
-Kept next to the model (registered in ``hwsim.config.CONFIG_CLASSES``). Figures in the shipped
+Figures in the shipped
 YAML files come from NVIDIA's A100 / H100 whitepapers and datasheets; this class only checks
 that a combination can exist (a tile that fits shared memory, an MMA-aligned tile, compact mode
 with the costs it needs).
@@ -11,14 +11,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from hwsim.config import AccelConfig, Dram, _Strict
+from hwsim.models.base import AccelConfig, Dram, StrictModel
 from hwsim.trace.errors import HwsimError
 
 # FP16/BF16 mma.sync shape m16n8k16 (PTX ISA): a thread-block tile is a whole number of them
 MMA_M, MMA_N, MMA_K = 16, 8, 16
 
 
-class Tile(_Strict):
+class Tile(StrictModel):
     """Thread-block tile of the implicit GEMM: output pixels x output channels x reduction step."""
 
     m: int = Field(gt=0, le=1024)
@@ -26,18 +26,18 @@ class Tile(_Strict):
     k: int = Field(gt=0, le=1024)
 
 
-class L2(_Strict):
+class L2(StrictModel):
     mb: float = Field(gt=0, description="L2 capacity, MiB")
     bytes_per_cycle: float = Field(gt=0, description="L2 -> SM bandwidth, bytes per SM clock, whole chip")
 
 
-class GPUSparse(_Strict):
+class GPUSparse(StrictModel):
     mode: Literal["dense", "predicated", "compact"]
     index_bytes: int | None = Field(default=None, gt=0, le=16)    # compact: one active-tile index
     psum_bytes: int | None = Field(default=None, gt=0, le=8)      # compact: one partial sum (scatter-add)
 
 
-class GPUEnergy(_Strict):
+class GPUEnergy(StrictModel):
     source: str = Field(min_length=1)
     process_nm: float = Field(gt=0)
     mac_pj: float = Field(gt=0)               # one tensor-core FP16 multiply-accumulate

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwsim.config import SystolicConfig as AccelConfig
+from hwsim.models.systolic.config import SystolicConfig
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import atomic_write_text
 from hwsim.workload import lower
@@ -89,7 +89,7 @@ def topology_row(spec: LayerSpec) -> str:
     return f"{spec.name},{g.in_h_used},{g.in_w_used},{g.kh},{g.kw},{g.c_group},{g.M},{g.sh},\n"
 
 
-def run_scalesim(specs: list[LayerSpec], cfg: AccelConfig, workdir: str | os.PathLike) -> list[RefLayer]:
+def run_scalesim(specs: list[LayerSpec], cfg: SystolicConfig, workdir: str | os.PathLike) -> list[RefLayer]:
     """Simulate ``specs`` (dense, one image) with SCALE-Sim on ``cfg``; return per-layer figures."""
     try:
         from scalesim.scale_sim import scalesim

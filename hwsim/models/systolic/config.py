@@ -1,0 +1,50 @@
+"""Configuration of the systolic array (``model: systolic``); fields in docs/accel-config.md."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from hwsim.models.base import OPERANDS, AccelConfig, Dram, Energy, PerOperandFloat, StrictModel
+from hwsim.trace.errors import HwsimError
+
+
+class ArrayShape(StrictModel):
+    rows: int = Field(gt=0, le=4096)
+    cols: int = Field(gt=0, le=4096)
+
+
+class Sparse(StrictModel):
+    mode: Literal["gate", "skip", "compact"]
+    compact_overhead_cycles: int = Field(default=0, ge=0)
+    index_bits: int = Field(default=0, ge=0, le=64)
+
+    @model_validator(mode="after")
+    def _compact(self) -> "Sparse":
+        if self.mode == "compact" and self.index_bits == 0:
+            raise ValueError("mode 'compact' needs index_bits > 0 (the cost of the gather index)")
+        return self
+
+
+class SystolicConfig(AccelConfig):
+    model: Literal["systolic"]
+    array: ArrayShape
+    dataflow: Literal["os", "ws", "is"]
+    sram_kb: PerOperandFloat
+    dram: Dram
+    sparse: Sparse
+    energy: Energy
+
+    def sram_words(self, operand: str) -> int:
+        return int(getattr(self.sram_kb, operand) * 1024) // getattr(self.word_bytes, operand)
+
+    def peak_macs_per_cycle(self) -> float:
+        return float(self.array.rows * self.array.cols)
+
+    def describe(self) -> str:
+        return f"systolic {self.dataflow}, sparse mode {self.sparse.mode}"
+
+    def check(self, source: str) -> None:
+        for op in OPERANDS:
+            if self.sram_words(op) < 100:
+                raise HwsimError(source, f"sram_kb.{op}", "must hold at least 100 words")

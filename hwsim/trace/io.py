@@ -1,0 +1,325 @@
+"""Write and read trace directories: ``TraceWriter``, ``load_trace`` (-> ``Trace`` of ``TraceLayer``),
+and the manifest (``verify_manifest``, ``sha256``). Layout in ``docs/trace-format.md``::
+
+    trace/
+      trace.json        format_version, meta, layer table, per-layer statistics, mask index
+      masks/L003.npz    bit-packed gate decisions (and optional input-activation masks)
+      MANIFEST.json     size + sha256 of every other file; written last
+
+Writing goes to a sibling temporary directory that is renamed into place by
+``TraceWriter.close()``, so a reader never sees a half-written trace. Reading checks the
+manifest (sizes and checksums) before anything else and validates every field; any problem
+raises :class:`~hwsim.trace.errors.HwsimError` naming the file and the field, and nothing partial
+is returned. numpy only.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwsim.trace.errors import HwsimError
+from hwsim.trace.fileio import atomic_write_bytes, atomic_write_json
+from hwsim.trace.layout import MANIFEST, MASK_DIR, TRACE_JSON
+from hwsim.trace.masks import expand_gate_blocks, pack_bits, reduce_gate_masks, unpack_bits
+from hwsim.trace.schema import LayerSpec, layer_from_json, validate_layer, validate_layer_table
+from hwsim.trace.stats import LayerStats, compute_stats, stats_from_json
+
+FORMAT_VERSION = 1
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file (read in 1 MiB chunks), as MANIFEST.json records it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+class TraceWriter:
+    """Write a trace directory; nothing appears at ``path`` until :meth:`close`.
+
+    Typical use from a training script::
+
+        with TraceWriter("runs/r1/trace", meta={"model": "resnet18_cifar"}) as tw:
+            for spec, gates, acts in layers:
+                tw.add_layer(spec, gate_masks=gates, act_masks=acts)
+
+    ``gate_masks``: bool array (n_images, C_out, H_out, W_out), 1 = conditional part computed,
+    or already at decision granularity (n_images, ceil(C_out/S), ceil(H/b), ceil(W/b)).
+    ``act_masks``: optional bool array (n_sample, C_in, H_in, W_in), 1 = input activation != 0.
+    ``stats``: optional LayerStats over a larger evaluation set; computed from the masks if omitted.
+    """
+
+    def __init__(self, path: str | os.PathLike, meta: dict | None = None, overwrite: bool = False):
+        self.path = Path(path)
+        self.source = str(self.path)
+        if self.path.exists() and not overwrite:
+            raise HwsimError(self.source, "path", "already exists (pass overwrite=True to replace it)")
+        try:
+            json.dumps(meta or {})
+        except (TypeError, ValueError) as exc:
+            raise HwsimError(self.source, "meta", f"not JSON-serialisable: {exc}") from None
+        self.meta = dict(meta or {})
+        self.overwrite = overwrite
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        (self.tmp / MASK_DIR).mkdir(parents=True)
+        self.layers: list[dict] = []
+        self.specs: list[LayerSpec] = []
+        self.n_mask_images: int | None = None
+        self.closed = False
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def add_layer(self, spec: LayerSpec, gate_masks: np.ndarray | None = None,
+                  act_masks: np.ndarray | None = None, stats: LayerStats | None = None) -> None:
+        if self.closed:
+            raise HwsimError(self.source, "add_layer", "writer already closed")
+        spec = validate_layer(spec, self.source)
+        validate_layer_table(self.specs + [spec], self.source)
+        where = f"layer {spec.name!r}"
+        entry: dict[str, Any] = spec.to_json()
+        arrays: dict[str, np.ndarray] = {}
+        full = None
+        if spec.gate is None and gate_masks is not None:
+            raise HwsimError(self.source, f"{where}.gate_masks", "an ungated layer has no gate masks")
+        if gate_masks is not None:
+            gm = np.asarray(gate_masks)
+            if gm.dtype != bool:
+                raise HwsimError(self.source, f"{where}.gate_masks", f"dtype must be bool, got {gm.dtype}")
+            n = gm.shape[0] if gm.ndim == 4 else -1
+            grid = spec.gate_grid(max(n, 0))
+            if gm.ndim == 4 and gm.shape[1:] == tuple(spec.out_shape):
+                full = gm
+                blocks = reduce_gate_masks(gm, spec, self.source)
+            elif gm.ndim == 4 and gm.shape == grid:
+                blocks = gm
+                full = expand_gate_blocks(gm, spec)
+            else:
+                raise HwsimError(self.source, f"{where}.gate_masks",
+                                 f"shape {gm.shape} is neither (n,{','.join(map(str, spec.out_shape))}) nor the grid {grid}")
+            if n < 1:
+                raise HwsimError(self.source, f"{where}.gate_masks", "needs at least one image")
+            if self.n_mask_images is None:
+                self.n_mask_images = n
+            elif n != self.n_mask_images:
+                raise HwsimError(self.source, f"{where}.gate_masks",
+                                 f"{n} images, but earlier layers have {self.n_mask_images}")
+            arrays["gate_bits"] = pack_bits(blocks)
+            arrays["gate_grid"] = np.asarray(blocks.shape, dtype=np.int64)
+        am = None
+        if act_masks is not None:
+            am = np.asarray(act_masks)
+            if am.dtype != bool or am.ndim != 4 or am.shape[1:] != tuple(spec.in_shape) or am.shape[0] < 1:
+                raise HwsimError(self.source, f"{where}.act_masks",
+                                 f"expected bool (n,{','.join(map(str, spec.in_shape))}), got {am.dtype} {am.shape}")
+            arrays["act_bits"] = pack_bits(am)
+            arrays["act_shape"] = np.asarray(am.shape, dtype=np.int64)
+        if stats is None:
+            stats = compute_stats(spec, full, am)
+        stats = stats_from_json(stats.to_json(), spec, self.source)
+        entry["stats"] = stats.to_json()
+        if arrays:
+            rel = f"{MASK_DIR}/L{len(self.layers):03d}.npz"
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            atomic_write_bytes(self.tmp / rel, buf.getvalue())
+            entry["masks"] = {
+                "file": rel,
+                "gate_grid": arrays["gate_grid"].tolist() if "gate_grid" in arrays else None,
+                "act_shape": arrays["act_shape"].tolist() if "act_shape" in arrays else None,
+            }
+        else:
+            entry["masks"] = None
+        self.layers.append(entry)
+        self.specs.append(spec)
+
+    def close(self) -> Path:
+        if self.closed:
+            return self.path
+        if not self.layers:
+            self.abort()
+            raise HwsimError(self.source, "layers", "a trace needs at least one layer")
+        doc = {"format_version": FORMAT_VERSION, "meta": self.meta,
+               "n_mask_images": self.n_mask_images or 0, "layers": self.layers}
+        atomic_write_json(self.tmp / TRACE_JSON, doc)
+        files = {}
+        for p in sorted(self.tmp.rglob("*")):
+            if p.is_file():
+                rel = p.relative_to(self.tmp).as_posix()
+                files[rel] = {"bytes": p.stat().st_size, "sha256": sha256(p)}
+        atomic_write_json(self.tmp / MANIFEST, {"format_version": FORMAT_VERSION, "files": files})
+        old = None
+        if self.path.exists():
+            old = self.path.parent / f".{self.path.name}.old-{os.getpid()}"
+            os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self.closed = True
+        return self.path
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.closed = True
+
+
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TraceLayer:
+    spec: LayerSpec
+    stats: LayerStats
+    gate_blocks: np.ndarray | None = None   # decision grid, bool
+    act_masks: np.ndarray | None = None     # (n_sample, C_in, H_in, W_in) bool
+
+    def gate_masks(self) -> np.ndarray | None:
+        """Full-resolution gate masks (n, C_out, H_out, W_out), 1 = conditional part computed."""
+        if self.gate_blocks is None:
+            return None
+        return expand_gate_blocks(self.gate_blocks, self.spec)
+
+
+@dataclass
+class Trace:
+    path: Path
+    format_version: int
+    meta: dict
+    n_mask_images: int
+    layers: list[TraceLayer] = field(default_factory=list)
+
+    @property
+    def specs(self) -> list[LayerSpec]:
+        return [layer.spec for layer in self.layers]
+
+    def layer(self, name: str) -> TraceLayer:
+        for layer in self.layers:
+            if layer.spec.name == name:
+                return layer
+        raise KeyError(name)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HwsimError(str(path), what, "file missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HwsimError(str(path), what, f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+
+
+def verify_manifest(root: Path) -> dict:
+    """Check sizes and checksums of every file listed in MANIFEST.json."""
+    manifest = _read_json(root / MANIFEST, "manifest")
+    src = str(root / MANIFEST)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise HwsimError(src, "files", "missing or not an object")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise HwsimError(src, "format_version",
+                         f"trace format {manifest.get('format_version')!r}, this hwsim reads {FORMAT_VERSION}")
+    if TRACE_JSON not in manifest["files"]:
+        raise HwsimError(src, f"files.{TRACE_JSON}", "not listed")
+    for rel, info in manifest["files"].items():
+        path = root / rel
+        if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or not isinstance(info.get("sha256"), str):
+            raise HwsimError(src, f"files.{rel}", "needs integer bytes and string sha256")
+        if not path.is_file():
+            raise HwsimError(str(path), "file", "listed in MANIFEST.json but missing")
+        size = path.stat().st_size
+        if size != info["bytes"]:
+            raise HwsimError(str(path), "bytes", f"{size} bytes, manifest says {info['bytes']} (truncated or altered)")
+        if sha256(path) != info["sha256"]:
+            raise HwsimError(str(path), "sha256", "checksum mismatch (corrupted)")
+    return manifest
+
+
+def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: int) -> tuple:
+    where = f"layer {spec.name!r}.masks"
+    src = str(root / TRACE_JSON)
+    info = entry.get("masks")
+    if info is None:
+        if spec.gate is not None and n_mask > 0:
+            raise HwsimError(src, where, "gated layer without gate masks")
+        return None, None
+    if not isinstance(info, dict) or not isinstance(info.get("file"), str):
+        raise HwsimError(src, where, "must be null or an object with 'file'")
+    rel = info["file"]
+    if rel not in listed:
+        raise HwsimError(src, f"{where}.file", f"{rel!r} is not in MANIFEST.json")
+    path = root / rel
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise HwsimError(str(path), "npz", f"unreadable ({exc})") from None
+    gate = act = None
+    if "gate_bits" in arrays:
+        if spec.gate is None:
+            raise HwsimError(str(path), "gate_bits", f"layer {spec.name!r} has no gate but the file has gate masks")
+        grid = tuple(int(v) for v in arrays.get("gate_grid", np.zeros(0)))
+        expected = spec.gate_grid(n_mask)
+        if grid != expected or info.get("gate_grid") != list(expected):
+            raise HwsimError(str(path), "gate_grid",
+                             f"{grid} disagrees with layer {spec.name!r} shape/gate (expected {expected})")
+        if arrays["gate_bits"].dtype != np.uint8 or arrays["gate_bits"].size != math.ceil(np.prod(grid) / 8):
+            raise HwsimError(str(path), "gate_bits", f"{arrays['gate_bits'].size} bytes for grid {grid}")
+        gate = unpack_bits(arrays["gate_bits"], grid)
+    elif spec.gate is not None and n_mask > 0:
+        raise HwsimError(str(path), "gate_bits", f"missing for gated layer {spec.name!r}")
+    if "act_bits" in arrays:
+        shape = tuple(int(v) for v in arrays.get("act_shape", np.zeros(0)))
+        if len(shape) != 4 or shape[1:] != tuple(spec.in_shape) or info.get("act_shape") != list(shape):
+            raise HwsimError(str(path), "act_shape", f"{shape} disagrees with layer {spec.name!r} in_shape {spec.in_shape}")
+        if arrays["act_bits"].dtype != np.uint8 or arrays["act_bits"].size != math.ceil(np.prod(shape) / 8):
+            raise HwsimError(str(path), "act_bits", f"{arrays['act_bits'].size} bytes for shape {shape}")
+        act = unpack_bits(arrays["act_bits"], shape)
+    return gate, act
+
+
+def load_trace(path: str | os.PathLike) -> Trace:
+    """Validate and load a whole trace directory. Raises HwsimError; never returns partial data."""
+    root = Path(path)
+    if not root.is_dir():
+        raise HwsimError(str(root), "trace", "not a directory")
+    manifest = verify_manifest(root)
+    src = str(root / TRACE_JSON)
+    doc = _read_json(root / TRACE_JSON, "trace")
+    if not isinstance(doc, dict):
+        raise HwsimError(src, "trace", "must be a JSON object")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise HwsimError(src, "format_version", f"trace format {doc.get('format_version')!r}, this hwsim reads {FORMAT_VERSION}")
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        raise HwsimError(src, "meta", "must be an object")
+    n_mask = doc.get("n_mask_images", 0)
+    if isinstance(n_mask, bool) or not isinstance(n_mask, int) or n_mask < 0:
+        raise HwsimError(src, "n_mask_images", f"expected a non-negative integer, got {n_mask!r}")
+    raw_layers = doc.get("layers")
+    if not isinstance(raw_layers, list) or not raw_layers:
+        raise HwsimError(src, "layers", "must be a non-empty list")
+    specs = [layer_from_json(obj, src, i) for i, obj in enumerate(raw_layers)]
+    validate_layer_table(specs, src)
+    trace = Trace(root, FORMAT_VERSION, meta, n_mask)
+    for entry, spec in zip(raw_layers, specs):
+        stats = stats_from_json(entry.get("stats"), spec, src)
+        gate, act = _load_masks(root, entry, spec, manifest["files"], n_mask)
+        trace.layers.append(TraceLayer(spec, stats, gate, act))
+    return trace
