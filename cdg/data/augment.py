@@ -2,23 +2,14 @@
 
 Sources yield uint8 batches; ``build_two_view_augment`` turns one batch into two independently
 augmented, normalised float32 views, each sample with its own random parameters, drawn from the
-global torch RNG (``torch.manual_seed`` makes it reproducible). The per-method presets follow the
-published recipes:
-
-=========  ============  =====================  ===========  =========  ===================  ==============
-method     crop scale    colour jitter (b,c,s,h) jitter p     grayscale  blur p (large images) solarize p
-=========  ============  =====================  ===========  =========  ===================  ==============
-simclr     (0.08, 1)     (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
-moco (v2)  (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
-simsiam    (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
-byol       (0.08, 1)     (0.4, 0.4, 0.2, 0.1)    0.8          0.2        1.0 / 0.1 (views)    0 / 0.2 (views)
-=========  ============  =====================  ===========  =========  ===================  ==============
+global torch RNG (``torch.manual_seed`` makes it reproducible). The per-method presets (crop scale,
+colour jitter, blur and solarize probabilities per view) follow the published recipes; they are the
+``augment`` entries of ``cdg.methods.registry.METHOD_SPECS``.
 
 All methods flip horizontally with p = 0.5. Gaussian blur (kernel about 10 % of the image side,
 sigma in (0.1, 2.0)) is on only for images of at least 64 px by default: the CIFAR recipes of
-SimCLR and its successors leave it out for 32 px images. The presets are the ``augment`` entries of
-``cdg.methods.registry.METHOD_SPECS``; the config's ``aug`` section (``cdg.config.AugmentConfig``)
-overrides them.
+SimCLR and its successors leave it out for 32 px images. The config's ``aug`` section
+(``cdg.config.AugmentConfig``) overrides the presets.
 
 ``build_eval_transform`` is the deterministic counterpart for evaluation: uint8 to float, a
 centre crop (after a resize where needed) to the network size, normalisation.

@@ -6,7 +6,19 @@ it and validates ``method.name`` against it, and loading a config must not impor
 is therefore named by a ``"module:attr"`` string and imported only when ``build_method`` runs.
 
 Adding a method = one module holding its ``SSLMethod`` subclass + one ``MethodSpec`` entry here.
-The presets follow the published recipes (SimCLR, MoCo v2, BYOL, SimSiam).
+The presets follow the published recipes (SimCLR, MoCo v2, BYOL, SimSiam); the augmentation ones:
+
+=========  ============  =====================  ===========  =========  ===================  ==============
+method     crop scale    colour jitter (b,c,s,h) jitter p     grayscale  blur p (large images) solarize p
+=========  ============  =====================  ===========  =========  ===================  ==============
+simclr     (0.08, 1)     (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
+moco (v2)  (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
+simsiam    (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
+byol       (0.08, 1)     (0.4, 0.4, 0.2, 0.1)    0.8          0.2        1.0 / 0.1 (views)    0 / 0.2 (views)
+=========  ============  =====================  ===========  =========  ===================  ==============
+
+All methods flip horizontally with p = 0.5; blur is on by default only for images of at least 64 px
+(``cdg.data.augment``).
 """
 from __future__ import annotations
 
