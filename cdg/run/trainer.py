@@ -42,6 +42,13 @@ def epoch_batches(num_items: int, global_batch: int, seed: int, epoch: int, rank
 
 
 class Trainer:
+    """One pre-training job on this process's DDP rank (all ranks compute, rank 0 writes).
+
+    ``__init__`` builds data, model, gates, optimiser and schedule from the resolved ``cfg`` (and
+    restores the last checkpoint of ``run_dir`` when ``resume``); ``fit`` trains to the end (or to
+    ``run.stop_after_epoch``) and returns the summary on rank 0.
+    """
+
     def __init__(self, cfg: Config, run_dir: Path, resume: bool):
         self.cfg = cfg
         self.run_dir = run_dir
