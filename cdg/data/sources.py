@@ -11,15 +11,17 @@ import torch
 
 from hwsim.trace.errors import UserError
 
+
 def as_index_tensor(batch: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """An index batch (tensor, list, array) as a flat int64 CPU tensor."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device="cpu", dtype=torch.long).reshape(-1)
     return torch.as_tensor(np.asarray(batch, dtype=np.int64).reshape(-1))
 
 
 def as_index_list(batch: Sequence[int] | torch.Tensor) -> list[int]:
+    """An index batch as a list of python ints (what a DataLoader batch sampler yields)."""
     return [int(i) for i in as_index_tensor(batch).tolist()]
-
 
 
 class ImageSource(abc.ABC):
