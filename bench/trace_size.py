@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from cdg.components import build_eval_augment, build_model, load_sources
+from cdg.run.builders import build_eval_augment, build_model, load_sources
 from cdg.config import load_config
 from cdg.models.resnet import conv_graph
 from cdg.trace import measure, write_trace

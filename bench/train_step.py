@@ -23,12 +23,12 @@ import time
 
 import torch
 
-from cdg.components import build_augment, build_model
+from cdg.run.builders import build_augment, build_model
 from cdg.config import load_config
 from cdg.gating import native
 from cdg.gating.training import GateController
-from cdg.methods import METHODS
-from cdg.optim import build_optimizer
+from cdg.methods.registry import METHODS
+from cdg.run.optim import build_optimizer
 
 
 EAGER_SUFFIX = "-eager"  # e.g. cdg-eager: CDG with its fused CPU kernels off (cdg.gating.native)

@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from cdg.data.catalog import DATASETS, DEFAULT_IMAGE_SIZE
+from cdg.methods.registry import METHOD_SPECS
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import load_yaml
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "imagenet100"]
-MethodName = Literal["simclr", "moco", "byol", "simsiam"]
+DatasetName = Literal[DATASETS]
 
 
 class Section(BaseModel):
@@ -56,7 +58,7 @@ class ModelConfig(Section):
 
 
 class MethodConfig(Section):
-    name: MethodName = "simclr"
+    name: str = "simclr"
     proj_hidden_dim: Optional[int] = Field(None, gt=0, description="projector hidden width; null = method preset")
     proj_dim: Optional[int] = Field(None, gt=0, description="projector output width; null = method preset")
     pred_hidden_dim: Optional[int] = Field(None, gt=0, description="predictor hidden width (BYOL, SimSiam)")
@@ -64,6 +66,17 @@ class MethodConfig(Section):
     queue_size: Optional[int] = Field(None, gt=0, description="MoCo negative queue length")
     momentum: Optional[float] = Field(None, ge=0, le=1, description="EMA momentum of the target encoder (MoCo, BYOL)")
     momentum_final: Optional[float] = Field(None, ge=0, le=1, description="BYOL: EMA momentum at the end (cosine schedule)")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _registered(cls, value: Any) -> Any:
+        """A name of ``cdg.methods.registry.METHOD_SPECS`` (checked at validation time, so a method
+        registered after import is accepted; the error reads as a ``Literal``'s would)."""
+        if isinstance(value, str) and value in METHOD_SPECS:
+            return value
+        names = [repr(name) for name in METHOD_SPECS]
+        expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
 
 
 class OptimConfig(Section):
@@ -192,27 +205,6 @@ class Config(Section):
         return Path(self.run.dir) / name
 
 
-# Published recipes, used for fields left null. Keys are method names.
-METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    "simclr": {"proj_hidden_dim": 2048, "proj_dim": 128, "temperature": 0.5},
-    "moco": {"proj_hidden_dim": 2048, "proj_dim": 128, "temperature": 0.2, "queue_size": 4096, "momentum": 0.99},
-    "byol": {"proj_hidden_dim": 4096, "proj_dim": 256, "pred_hidden_dim": 4096, "momentum": 0.996, "momentum_final": 1.0},
-    "simsiam": {"proj_hidden_dim": 2048, "proj_dim": 2048, "pred_hidden_dim": 512},
-}
-# (lr per 256 images, weight decay) per (method, optimiser).
-OPTIM_PRESETS: dict[tuple[str, str], tuple[float, float]] = {
-    ("simclr", "lars"): (0.3, 1e-6),
-    ("simclr", "sgd"): (0.3, 5e-4),
-    ("moco", "sgd"): (0.06, 5e-4),
-    ("moco", "lars"): (0.3, 1e-6),
-    ("byol", "lars"): (1.0, 1.5e-6),
-    ("byol", "sgd"): (0.2, 5e-4),
-    ("simsiam", "sgd"): (0.05, 5e-4),
-    ("simsiam", "lars"): (0.3, 1e-6),
-}
-DEFAULT_IMAGE_SIZE = {"digits": 16, "cifar10": 32, "cifar100": 32, "imagenet100": 224}
-
-
 def resolve(cfg: Config) -> Config:
     """Fill null fields from the data set and method presets; validate cross-field rules."""
     cfg = cfg.model_copy(deep=True)
@@ -220,11 +212,11 @@ def resolve(cfg: Config) -> Config:
         cfg.data.image_size = DEFAULT_IMAGE_SIZE[cfg.data.dataset]
     if cfg.model.stem is None:
         cfg.model.stem = "cifar" if cfg.data.image_size < 64 else "imagenet"
-    preset = METHOD_PRESETS[cfg.method.name]
-    for key, value in preset.items():
+    spec = METHOD_SPECS[cfg.method.name]  # the published recipes, for fields left null
+    for key, value in spec.presets.items():
         if getattr(cfg.method, key) is None:
             setattr(cfg.method, key, value)
-    lr, wd = OPTIM_PRESETS[(cfg.method.name, cfg.optim.name)]
+    lr, wd = spec.optim[cfg.optim.name]
     if cfg.optim.lr is None:
         cfg.optim.lr = lr
     if cfg.optim.weight_decay is None:

@@ -10,46 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from torch import nn
-
-from cdg.components import build_eval_augment, load_sources, load_trained
-from cdg.config import Config
+from cdg.run.builders import load_sources, load_trained
+from cdg.run.evaluate import features_for, knn_top1, linear_top1
+from cdg.run.rundir import INTERRUPTED, METRICS_FILE, MetricsLog, checkpoint_path
 from hwsim.trace.errors import cli_entry
-from cdg.evaluation import Features, extract_features, knn_accuracy, linear_probe
-from cdg.rundir import INTERRUPTED, METRICS_FILE, MetricsLog, checkpoint_path
-
-
-def features_for(cfg: Config, backbone: nn.Module, sources, device: torch.device) -> tuple[Features, Features]:
-    transform = build_eval_augment(cfg, sources.train.mean, sources.train.std).to(device)
-    cuda = device.type == "cuda"
-    kwargs = dict(
-        device=device,
-        batch_size=cfg.eval.batch_size,
-        amp=cuda and cfg.train.amp,
-        channels_last=cuda and cfg.train.channels_last,
-    )
-    return (
-        extract_features(backbone, sources.train, transform, **kwargs),
-        extract_features(backbone, sources.test, transform, **kwargs),
-    )
-
-
-def knn_top1(cfg: Config, train: Features, test: Features, num_classes: int) -> float:
-    return knn_accuracy(train, test, num_classes, cfg.eval.knn_k, cfg.eval.knn_temperature)
-
-
-def linear_top1(cfg: Config, train: Features, test: Features, num_classes: int) -> dict[str, float]:
-    return linear_probe(
-        train,
-        test,
-        num_classes,
-        epochs=cfg.eval.linear_epochs,
-        lr=cfg.eval.linear_lr,
-        weight_decay=cfg.eval.linear_weight_decay,
-        batch_size=cfg.eval.linear_batch_size,
-        seed=cfg.train.seed,
-    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

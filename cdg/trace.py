@@ -21,14 +21,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cdg.components import build_eval_augment, load_sources, load_trained
+from cdg.run.builders import build_eval_augment, load_sources, load_trained
 from cdg.config import Config
 from hwsim.trace.errors import cli_entry
 from cdg.gating.layers import full_resolution_mask, gated_layers
 from cdg.gating.spec import base_channels
 from cdg.gating.training import ConvInfo, conv_inventory
 from cdg.models.resnet import conv_graph
-from cdg.rundir import INTERRUPTED, checkpoint_path
+from cdg.run.rundir import INTERRUPTED, checkpoint_path
 from hwsim.trace import GateGrid
 from hwsim.trace.layout import TRACE_DIR
 from hwsim.trace import LayerStats, TraceWriter, density_histogram, make_layer

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from cdg.eval import main as eval_main
-from cdg.rundir import checkpoint_path
+from cdg.run.rundir import checkpoint_path
 from cdg.train import main as train_main
 
 

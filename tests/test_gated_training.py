@@ -17,10 +17,11 @@ from cdg.gating.training import (
     measured_ratio,
 )
 from cdg.models.resnet import ConvSpec
-from cdg.train import Trainer, main
+from cdg.run.trainer import Trainer
+from cdg.train import main
 from hwsim.trace import load_trace
 
-from tests.test_train import TINY, records
+from tests.cdg.helpers import TINY, records
 
 
 def gated(tmp_path, name, *extra):
@@ -205,7 +206,7 @@ def test_trace_round_trips_the_real_masks(tmp_path):
     trainer = Trainer(cfg, run, resume=True)  # loads the calibrated final weights
     assert all(torch.equal(v, payload["model"][k]) for k, v in trainer.model.state_dict().items())
     backbone = trainer.model.backbone.eval()
-    from cdg.components import build_eval_augment
+    from cdg.run.builders import build_eval_augment
 
     transform = build_eval_augment(cfg, trainer.sources.test.mean, trainer.sources.test.std)
     images, _ = next(trainer.sources.test.iter_batches([torch.arange(8)]))
@@ -232,7 +233,7 @@ def test_trace_cli_rewrites_the_trace(tmp_path):
 
 
 def test_gated_ddp_two_gloo_processes(tmp_path):
-    from tests.test_train import run_cli
+    from tests.cdg.helpers import run_cli
 
     result = run_cli(
         "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cdg.train",
@@ -264,7 +265,7 @@ def test_baseline_runs_finish_with_a_trace_hwsim_can_simulate(tmp_path, gate):
 
 
 def test_trace_cli_bad_image_count_is_a_one_line_error(tmp_path):
-    from tests.test_train import run_cli
+    from tests.cdg.helpers import run_cli
 
     main([*TINY, f"run.dir={tmp_path}", "run.name=dense", "train.epochs=1", "optim.warmup_epochs=0",
           "gate.trace_images=2"])

@@ -9,10 +9,10 @@ from hwsim.trace.errors import UserError
 from cdg.gating.hw_aware import layer_weights
 from cdg.gating.layers import gated_layers
 from cdg.gating.training import conv_inventory, shift_gates
-from cdg.components import build_model
+from cdg.run.builders import build_model
 from cdg.train import main
 
-from tests.test_train import TINY
+from tests.cdg.helpers import TINY
 
 ROOT = Path(__file__).parent.parent
 COMPACT = str(ROOT / "accel_configs" / "systolic_32x32_os_compact.yaml")

@@ -2,21 +2,14 @@
 
 Sources yield uint8 batches; ``build_two_view_augment`` turns one batch into two independently
 augmented, normalised float32 views, each sample with its own random parameters, drawn from the
-global torch RNG (``torch.manual_seed`` makes it reproducible). The per-method presets follow the
-published recipes:
-
-=========  ============  =====================  ===========  =========  ===================  ==============
-method     crop scale    colour jitter (b,c,s,h) jitter p     grayscale  blur p (large images) solarize p
-=========  ============  =====================  ===========  =========  ===================  ==============
-simclr     (0.08, 1)     (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
-moco (v2)  (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
-simsiam    (0.2, 1)      (0.4, 0.4, 0.4, 0.1)    0.8          0.2        0.5                  0
-byol       (0.08, 1)     (0.4, 0.4, 0.2, 0.1)    0.8          0.2        1.0 / 0.1 (views)    0 / 0.2 (views)
-=========  ============  =====================  ===========  =========  ===================  ==============
+global torch RNG (``torch.manual_seed`` makes it reproducible). The per-method presets (crop scale,
+colour jitter, blur and solarize probabilities per view) follow the published recipes; they are the
+``augment`` entries of ``cdg.methods.registry.METHOD_SPECS``.
 
 All methods flip horizontally with p = 0.5. Gaussian blur (kernel about 10 % of the image side,
 sigma in (0.1, 2.0)) is on only for images of at least 64 px by default: the CIFAR recipes of
-SimCLR and its successors leave it out for 32 px images. ``AugmentConfig`` overrides the presets.
+SimCLR and its successors leave it out for 32 px images. The config's ``aug`` section
+(``cdg.config.AugmentConfig``) overrides the presets.
 
 ``build_eval_transform`` is the deterministic counterpart for evaluation: uint8 to float, a
 centre crop (after a resize where needed) to the network size, normalisation.
@@ -29,12 +22,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from cdg.config import AugmentConfig
+from cdg.methods.registry import METHOD_SPECS
 from hwsim.trace.errors import UserError
 
 __all__ = [
-    "METHODS",
     "BLUR_MIN_SIZE",
-    "AugmentConfig",
     "ViewRecipe",
     "TwoViewAugment",
     "EvalTransform",
@@ -44,52 +37,12 @@ __all__ = [
     "build_eval_transform",
 ]
 
-METHODS: tuple[str, ...] = ("simclr", "moco", "simsiam", "byol")
-
 #: Images at least this large (in px, the output side) get Gaussian blur when ``blur="auto"``.
 BLUR_MIN_SIZE = 64
 
 _BLUR_SIGMA = (0.1, 2.0)
 _CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 _SOLARIZE_THRESHOLD = 0.5
-
-
-@dataclass
-class AugmentConfig:
-    """User overrides of the method presets (mirrored by the training config's ``aug`` section).
-
-    ``crop_min_scale`` None keeps the method's preset; ``jitter_strength`` multiplies the colour
-    jitter magnitudes; ``blur`` is ``auto`` (on for images >= 64 px), ``on`` or ``off``;
-    ``solarize`` is ``auto`` (the preset: BYOL's second view) or ``off``.
-    """
-
-    crop_min_scale: float | None = None
-    hflip: bool = True
-    jitter_strength: float = 1.0
-    jitter_prob: float = 0.8
-    grayscale_prob: float = 0.2
-    blur: str = "auto"
-    solarize: str = "auto"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``UserError`` naming the first bad field."""
-        if self.crop_min_scale is not None and not (0.0 < float(self.crop_min_scale) <= 1.0):
-            raise UserError(f"aug.crop_min_scale must be in (0, 1], got {self.crop_min_scale!r}")
-        if not isinstance(self.hflip, bool):
-            raise UserError(f"aug.hflip must be true or false, got {self.hflip!r}")
-        if not float(self.jitter_strength) >= 0.0:
-            raise UserError(f"aug.jitter_strength must be >= 0, got {self.jitter_strength!r}")
-        for field in ("jitter_prob", "grayscale_prob"):
-            value = getattr(self, field)
-            if not 0.0 <= float(value) <= 1.0:
-                raise UserError(f"aug.{field} must be a probability in [0, 1], got {value!r}")
-        if self.blur not in ("auto", "on", "off"):
-            raise UserError(f"aug.blur must be one of auto, on, off, got {self.blur!r}")
-        if self.solarize not in ("auto", "off"):
-            raise UserError(f"aug.solarize must be one of auto, off, got {self.solarize!r}")
 
 
 @dataclass(frozen=True)
@@ -106,24 +59,16 @@ class ViewRecipe:
     solarize_prob: float
 
 
-# Per-method presets: crop scale, jitter magnitudes (brightness, contrast, saturation, hue),
-# blur probability per view (when blur is on), solarize probability per view.
-_PRESETS: dict[str, dict] = {
-    "simclr": {"scale": 0.08, "jitter": (0.4, 0.4, 0.4, 0.1), "blur": (0.5, 0.5), "solarize": (0.0, 0.0)},
-    "moco": {"scale": 0.2, "jitter": (0.4, 0.4, 0.4, 0.1), "blur": (0.5, 0.5), "solarize": (0.0, 0.0)},
-    "simsiam": {"scale": 0.2, "jitter": (0.4, 0.4, 0.4, 0.1), "blur": (0.5, 0.5), "solarize": (0.0, 0.0)},
-    "byol": {"scale": 0.08, "jitter": (0.4, 0.4, 0.2, 0.1), "blur": (1.0, 0.1), "solarize": (0.0, 0.2)},
-}
-
-
 def blur_kernel_size(image_size: int) -> int:
     """Odd Gaussian kernel of about 10 % of the image side (23 for 224), at least 3."""
     return max(3, (int(0.1 * image_size) // 2) * 2 + 1)
 
 
 def _check_method(method: str) -> None:
-    if method not in _PRESETS:
-        raise UserError(f"unknown SSL method {method!r} for augmentation: valid methods are {', '.join(METHODS)}")
+    if method not in METHOD_SPECS:
+        raise UserError(
+            f"unknown SSL method {method!r} for augmentation: valid methods are {', '.join(METHOD_SPECS)}"
+        )
 
 
 def _check_size(image_size: object) -> int:
@@ -142,15 +87,14 @@ def _check_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[tuple[flo
 
 
 def method_recipes(method: str, image_size: int, cfg: AugmentConfig | None = None) -> tuple[ViewRecipe, ViewRecipe]:
-    """Resolve a method's preset and the overrides into the recipes of view 1 and view 2."""
+    """Resolve a method's preset and the overrides (validated by pydantic) into the recipes of view 1 and view 2."""
     _check_method(method)
     size = _check_size(image_size)
     cfg = AugmentConfig() if cfg is None else cfg
-    cfg.validate()
-    preset = _PRESETS[method]
-    scale_min = preset["scale"] if cfg.crop_min_scale is None else float(cfg.crop_min_scale)
+    preset = METHOD_SPECS[method].augment
+    scale_min = preset.scale if cfg.crop_min_scale is None else float(cfg.crop_min_scale)
     s = float(cfg.jitter_strength)
-    b, c, sat, hue = preset["jitter"]
+    b, c, sat, hue = preset.jitter
     jitter = (b * s, c * s, sat * s, min(0.5, hue * s))
     blur_on = cfg.blur == "on" or (cfg.blur == "auto" and size >= BLUR_MIN_SIZE)
     recipes = []
@@ -162,9 +106,9 @@ def method_recipes(method: str, image_size: int, cfg: AugmentConfig | None = Non
                 jitter=jitter,
                 jitter_prob=float(cfg.jitter_prob) if s > 0 else 0.0,
                 grayscale_prob=float(cfg.grayscale_prob),
-                blur_prob=preset["blur"][view] if blur_on else 0.0,
+                blur_prob=preset.blur[view] if blur_on else 0.0,
                 blur_kernel=blur_kernel_size(size),
-                solarize_prob=preset["solarize"][view] if cfg.solarize == "auto" else 0.0,
+                solarize_prob=preset.solarize[view] if cfg.solarize == "auto" else 0.0,
             )
         )
     return recipes[0], recipes[1]
@@ -319,7 +263,7 @@ def build_two_view_augment(
     std: Sequence[float],
     cfg: AugmentConfig | None = None,
 ) -> TwoViewAugment:
-    """The two-view SSL augmentation of ``method`` (simclr, moco, simsiam, byol) at ``image_size``."""
+    """The two-view SSL augmentation of ``method`` (a name in ``METHOD_SPECS``) at ``image_size``."""
     recipes = method_recipes(method, image_size, cfg)
     mean_t, std_t = _check_stats(mean, std)
     return TwoViewAugment(method, image_size, mean_t, std_t, recipes)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cdg import distributed
+from cdg.run import distributed
 from cdg.config import Config, GateConfig
 from hwsim.trace.errors import UserError
 from cdg.gating.accounting import dense_conv_macs, fixed_gate_macs, predictor_macs

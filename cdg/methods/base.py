@@ -93,7 +93,9 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """``target <- momentum * target + (1 - momentum) * online`` for every parameter.
 
     Buffers (BN running statistics) are not averaged: the target network keeps
-    the statistics of the batches it sees itself.
+    the statistics of the batches it sees itself. One public ``Tensor.lerp_`` per
+    parameter: bit-identical to the fused private ``torch._foreach_lerp_`` used
+    before (both run ``at::native::lerp``; tests/cdg/methods/test_ema.py checks it).
     """
     target_params = list(target.parameters())
     online_params = [p.detach() for p in online.parameters()]
@@ -101,7 +103,8 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         raise RuntimeError("target and online networks have different parameter lists")
     if momentum >= 1.0:
         return
-    torch._foreach_lerp_(target_params, online_params, 1.0 - momentum)
+    for target_param, online_param in zip(target_params, online_params):
+        target_param.lerp_(online_param, 1.0 - momentum)
 
 
 def cosine_momentum(base: float, final: float, progress: float) -> float:

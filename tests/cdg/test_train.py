@@ -1,48 +1,14 @@
 """End-to-end training on tiny digits runs: run directory, exact resume, bad input, eval, DDP."""
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from cdg import train as train_mod
-from cdg.train import epoch_batches, main
+from cdg.run import trainer as trainer_mod
+from cdg.run.trainer import epoch_batches
+from cdg.train import main
 
-REPO = Path(__file__).resolve().parent.parent
-
-TINY = [
-    "data.image_size=8",
-    "model.width=0.125",
-    "method.proj_hidden_dim=32",
-    "method.proj_dim=16",
-    "method.pred_hidden_dim=16",
-    "method.queue_size=96",
-    "train.batch_size=128",
-    "train.epochs=2",
-    "optim.warmup_epochs=1",
-    "eval.knn_every_epochs=1",
-    "eval.linear_epochs=2",
-    "train.progress=false",
-    "train.threads=1",
-]
-
-
-def tiny(tmp_path, name, *extra):
-    return [*TINY, f"run.dir={tmp_path}", f"run.name={name}", *extra]
-
-
-def records(run_dir, event=None):
-    lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    out = [json.loads(line) for line in lines]
-    return [r for r in out if event is None or r["event"] == event]
-
-
-def final_state(run_dir):
-    return torch.load(Path(run_dir) / "checkpoints" / "last.pt", weights_only=False)["model"]
-
+from tests.cdg.helpers import final_state, records, run_cli, tiny
 
 def test_epoch_batches_are_a_fixed_sharded_permutation():
     a = epoch_batches(100, 20, seed=3, epoch=1, rank=0, world=1)
@@ -88,7 +54,7 @@ def test_resume_after_an_epoch_is_bit_identical(tmp_path, method):
 
 def test_resume_mid_epoch_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
     main(tiny(tmp_path, "whole", "train.epochs=2", "run.checkpoint_every_steps=4"))
-    original = train_mod.Trainer._train_step
+    original = trainer_mod.Trainer._train_step
     calls = {"n": 0}
 
     def crashing(self, images):
@@ -97,10 +63,10 @@ def test_resume_mid_epoch_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
             raise RuntimeError("simulated crash")
         return original(self, images)
 
-    monkeypatch.setattr(train_mod.Trainer, "_train_step", crashing)
+    monkeypatch.setattr(trainer_mod.Trainer, "_train_step", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(tiny(tmp_path, "crash", "train.epochs=2", "run.checkpoint_every_steps=4"))
-    monkeypatch.setattr(train_mod.Trainer, "_train_step", original)
+    monkeypatch.setattr(trainer_mod.Trainer, "_train_step", original)
     assert torch.load(tmp_path / "crash" / "checkpoints" / "last.pt", weights_only=False)["global_step"] == 4
     main(["--resume", str(tmp_path / "crash")])
     a, b = final_state(tmp_path / "whole"), final_state(tmp_path / "crash")
@@ -119,11 +85,6 @@ def test_eval_entry_point_on_a_checkpoint(tmp_path):
     assert trained["weights"] == "trained" and random["weights"] == "random-init"
     assert 0 <= trained["linear_top1"] <= 1
     assert [r["weights"] for r in records(tmp_path / "run", "eval")] == ["trained"]
-
-
-def run_cli(*args, cwd=None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd or REPO, env=env, timeout=300)
 
 
 @pytest.mark.parametrize(

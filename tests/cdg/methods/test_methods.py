@@ -6,7 +6,11 @@ import torch
 from torch import nn
 
 from hwsim.trace.errors import UserError
-from cdg.methods import METHODS, BYOL, MoCo, SimCLR, SimSiam, build_method
+from cdg.methods.byol import BYOL
+from cdg.methods.moco import MoCo
+from cdg.methods.registry import METHODS, build_method
+from cdg.methods.simclr import SimCLR
+from cdg.methods.simsiam import SimSiam
 from cdg.methods.base import MethodOutput, SSLMethod, cosine_momentum
 from cdg.methods.losses import (
     byol_loss,

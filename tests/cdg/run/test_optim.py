@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from cdg.optim import LARS, build_optimizer, param_groups, peak_lr, warmup_cosine
+from cdg.run.optim import LARS, build_optimizer, param_groups, peak_lr, warmup_cosine
 from types import SimpleNamespace
 
 

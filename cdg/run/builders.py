@@ -1,21 +1,21 @@
-"""Build the pieces of a run from a resolved config (shared by ``cdg.train`` and ``cdg.eval``)."""
+"""Build the pieces of a run from a resolved config: device, data sources, model, augmentations,
+and a trained model rebuilt from its checkpoint (shared by the trainer, ``cdg.eval`` and tracing)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from pathlib import Path
-from typing import Any
-
-from cdg.checkpoint import load_checkpoint, load_model_state
 from cdg.config import Config, build_config, resolve, set_value
-from cdg.data.augment import AugmentConfig, build_eval_transform, build_two_view_augment
+from cdg.data.augment import build_eval_transform, build_two_view_augment
 from cdg.data.datasets import load_source
-from hwsim.trace.errors import UserError
-from cdg.methods import build_method
 from cdg.methods.base import SSLMethod
+from cdg.methods.registry import build_method
+from cdg.run.checkpoint import load_checkpoint, load_model_state
+from hwsim.trace.errors import UserError
 from cdg.gating.training import build_gated_backbone
 
 
@@ -51,8 +51,7 @@ def build_model(cfg: Config) -> SSLMethod:
 
 def build_augment(cfg: Config, mean: tuple, std: tuple) -> nn.Module:
     """Two-view training augmentation for the configured method (runs on the training device)."""
-    aug = AugmentConfig(**cfg.aug.model_dump())
-    return build_two_view_augment(cfg.method.name, cfg.data.image_size, mean, std, aug)
+    return build_two_view_augment(cfg.method.name, cfg.data.image_size, mean, std, cfg.aug)
 
 
 def build_eval_augment(cfg: Config, mean: tuple, std: tuple) -> nn.Module:

@@ -15,14 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from cdg.data import datasets as ds
-from cdg.data.datasets import (
-    DATASETS,
-    default_image_size,
-    imagenet100_classes,
-    load_source,
-    stored_size_for,
-)
+from cdg.data.catalog import DATASETS
+from cdg.data.datasets import default_image_size, load_source, stored_size_for
+from cdg.data.imagenet import imagenet100_classes
+from cdg.data.sources import as_index_list
 from hwsim.trace.errors import UserError
 
 
@@ -371,5 +367,5 @@ def test_imagenet_bad_class_lists(tiny_imagenet):
 
 
 def test_index_batches_accept_tensors_and_lists():
-    assert ds._as_index_list(torch.tensor([[3, 1]])) == [3, 1]
-    assert ds._as_index_list((4, 2)) == [4, 2]
+    assert as_index_list(torch.tensor([[3, 1]])) == [3, 1]
+    assert as_index_list((4, 2)) == [4, 2]

@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from cdg.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from cdg.run.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from cdg.config import load_config
 from hwsim.trace.errors import UserError
-from cdg.rundir import MetricsLog, check_resume_config, create_run_dir, read_metrics
+from cdg.run.rundir import MetricsLog, check_resume_config, create_run_dir, read_metrics
 
 
 def test_create_refuses_to_clobber(tmp_path):

@@ -73,7 +73,7 @@ def test_apply_overrides_does_not_mutate():
 def test_shipped_configs_are_valid():
     from pathlib import Path
 
-    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    configs = sorted((Path(__file__).parent.parent.parent / "configs").glob("*.yaml"))
     assert configs, "configs/ must ship the paper-scale settings"
     for path in configs:
         cfg = load_config(path, ["data.data_dir=/tmp/data"])
@@ -83,5 +83,5 @@ def test_shipped_configs_are_valid():
 def test_digits_config_file_documents_the_defaults():
     from pathlib import Path
 
-    path = Path(__file__).parent.parent / "configs" / "digits_simclr.yaml"
+    path = Path(__file__).parent.parent.parent / "configs" / "digits_simclr.yaml"
     assert config_diff(load_config(path), load_config()) == []
