@@ -16,7 +16,7 @@ from cdg.data.datasets import load_source
 from hwsim.trace.errors import UserError
 from cdg.methods import build_method
 from cdg.methods.base import SSLMethod
-from cdg.gating.training import build_gated_backbone
+from cdg.gating.selection import build_gated_backbone
 
 
 @dataclass

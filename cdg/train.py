@@ -24,8 +24,9 @@ from cdg.components import build_augment, build_eval_augment, build_model, load_
 from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_commented_yaml
 from hwsim.trace.errors import UserError, cli_entry
 from cdg.eval import features_for, knn_top1, linear_top1
-from cdg.gating.training import GateController, calibrate
-from cdg.trace import trace_run
+from cdg.gating.calibration import calibrate
+from cdg.gating.controller import GateController
+from cdg.tracing.measure import trace_run
 from cdg.optim import build_optimizer, build_scheduler
 from cdg.rundir import (
     INTERRUPTED,
@@ -303,7 +304,7 @@ class Trainer:
         if self.is_main:
             summary = {"epochs": self.epoch, "steps": self.global_step}
             cfg = self.cfg
-            if self.gates is not None and cfg.gate.calibrate and cfg.gate.target_ratio is not None and cfg.gate.method != "fbs":
+            if self.gates is not None and cfg.gate.calibrate and cfg.gate.target_ratio is not None and self.gates.calibratable:
                 calibration = self._calibrate()
                 summary["calibration_shift"] = calibration["shift"]
                 self._save_local()

@@ -11,41 +11,16 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from hwsim.trace.errors import UserError
-from cdg.gating import (
-    GateRecord,
-    GateSpec,
-    build_gated_conv,
-    cdg_saliency,
-    collect_records,
-    count_effective_macs,
-    decision_grid,
-    default_selection,
-    dense_conv_macs,
-    full_resolution_mask,
-    gated_conv_factory,
-    gated_layers,
-    set_gating,
-    validate_gate,
-)
-from cdg.gating.accounting import conv_out_hw
-from cdg.gating.layers import block_weights, cdg_decisions, cdg_gate, expand_decisions, spatial_fraction
-import cdg.gating.layers as gating_layers
-from cdg.gating import native
+from cdg.gating.accounting import conv_out_hw, count_effective_macs, decision_grid, dense_conv_macs
+from cdg.gating.base import GateRecord, collect_records, full_resolution_mask, gated_layers, set_gating
+from cdg.gating.methods.cdg import cdg_decisions, cdg_gate, cdg_saliency
+import cdg.gating.methods.cdg as cdg_method
+from cdg.gating.ops import block_weights, expand_decisions, spatial_fraction
+from cdg.gating.selection import build_gated_conv, default_selection, gated_conv_factory
+from cdg.gating.spec import make_gate, validate_gate
 from cdg.models.resnet import ConvSpec, ResNet
 
 METHODS = ("cdg", "cgnet", "fbs", "dgnet")
-
-
-@pytest.fixture(params=["native", "torch"])
-def gate_backend(request, monkeypatch):
-    """Runs a test with CDG's fused CPU kernel (``cdg.gating.native``) and with the eager torch path."""
-    if request.param == "torch":
-        monkeypatch.setenv(native.ENV_SWITCH, "0")
-    else:
-        monkeypatch.delenv(native.ENV_SWITCH, raising=False)
-        if native.library() is None:
-            pytest.skip("the fused CPU gate kernel cannot be built here (test_native_gate checks where it must)")
-    return request.param
 
 
 def spec_of(c_in=8, c_out=8, stride=1, k=3, name="layer1.0.conv1"):
@@ -54,7 +29,7 @@ def spec_of(c_in=8, c_out=8, stride=1, k=3, name="layer1.0.conv1"):
 
 def make(method="cdg", c_in=8, c_out=8, stride=1, **gate):
     torch.manual_seed(0)
-    return build_gated_conv(spec_of(c_in, c_out, stride), GateSpec(method, **gate))
+    return build_gated_conv(spec_of(c_in, c_out, stride), make_gate(method, **gate))
 
 
 def dense_out(layer, x):
@@ -167,7 +142,7 @@ def test_fused_cdg_backward_equals_autograd_of_the_straight_through_definition(
     """The fused node's gradients, whether the density term reaches it through its ρ output or
     through g, in one chunk or (``CHUNK_BYTES`` tiny) one sample at a time."""
     if chunked:
-        monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(cdg_method, "CHUNK_BYTES", 1)
     torch.manual_seed(2)
     n, c = 3, 8
     y_base = torch.randn(n, c, *hw).contiguous(memory_format=layout).requires_grad_()
@@ -199,10 +174,10 @@ def test_fused_cdg_gate_on_bfloat16_partial_sums_matches_float32_autograd(block,
     float32, and the gradients (lean float32-scratch backward for S = b = 1) agree with float32
     autograd of the definition to bfloat16 precision."""
     if chunked:
-        monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(cdg_method, "CHUNK_BYTES", 1)
     lean_calls = []
-    lean = gating_layers._CDGGate._backward_lean
-    monkeypatch.setattr(gating_layers._CDGGate, "_backward_lean", staticmethod(
+    lean = cdg_method._CDGGate._backward_lean
+    monkeypatch.setattr(cdg_method._CDGGate, "_backward_lean", staticmethod(
         lambda *args: lean_calls.append(1) or lean(*args)))
     torch.manual_seed(5)
     n, c, hw = 4, 8, (6, 5)
@@ -230,7 +205,7 @@ def test_fused_cdg_gate_on_bfloat16_partial_sums_matches_float32_autograd(block,
 
 @pytest.mark.parametrize("needs", ["base", "cond", "threshold"])
 def test_fused_cdg_backward_with_only_some_inputs_needing_gradients(needs, monkeypatch, gate_backend):
-    monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(cdg_method, "CHUNK_BYTES", 1)
     torch.manual_seed(3)
     y_base, y_cond, thr = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5), 0.3 * torch.randn(4)
     leaf = {"base": y_base, "cond": y_cond, "threshold": thr}[needs].requires_grad_()
@@ -355,7 +330,7 @@ ACCOUNTING_CASES = [  # method, gate kwargs, C_in, C_out, stride, input size
 
 @pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
 def test_effective_macs_match_a_brute_force_count_on_random_masks(method, gate, c_in, c_out, stride, size):
-    spec, gspec = spec_of(c_in, c_out, stride), GateSpec(method, **gate)
+    spec, gspec = spec_of(c_in, c_out, stride), make_gate(method, **gate)
     validate_gate(spec, gspec)
     out_hw = conv_out_hw(spec, size, size)
     grid = decision_grid(spec, gspec, out_hw)
@@ -376,7 +351,7 @@ def test_effective_macs_match_a_brute_force_count_on_random_masks(method, gate, 
 @pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
 def test_layer_records_count_what_the_forward_computed(method, gate, c_in, c_out, stride, size):
     torch.manual_seed(4)
-    layer = build_gated_conv(spec_of(c_in, c_out, stride), GateSpec(method, init_threshold=0.0, **gate))
+    layer = build_gated_conv(spec_of(c_in, c_out, stride), make_gate(method, init_threshold=0.0, **gate))
     layer(torch.randn(2, c_in, size, size))
     rec = layer.record
     on = full_resolution_mask(rec)
@@ -387,11 +362,10 @@ def test_layer_records_count_what_the_forward_computed(method, gate, c_in, c_out
 
 
 def test_full_resolution_mask_expands_channel_and_spatial_blocks():
-    spec, gate = spec_of(4, 6, stride=1), GateSpec("cdg", groups=2, channel_block=3, spatial_block=2)
+    spec, gate = spec_of(4, 6, stride=1), make_gate("cdg", groups=2, channel_block=3, spatial_block=2)
     mask = (torch.rand(2, 2, 3, 2, generator=torch.Generator().manual_seed(5)) > 0.5).float()
     rec = GateRecord(
-        mask=mask, soft_density=torch.tensor(0.0), soft_density_per_sample=torch.zeros(2), threshold_term=None,
-        saliency_mean=None, spec=spec, gate=gate, in_hw=(5, 3), out_hw=(5, 3), gated=True,
+        mask=mask, soft_density=torch.tensor(0.0), soft_density_per_sample=torch.zeros(2), saliency_mean=None, spec=spec, gate=gate, in_hw=(5, 3), out_hw=(5, 3), gated=True,
     )
     full = full_resolution_mask(rec)
     assert full.shape == (2, 6, 5, 3) and full.dtype == torch.bool
@@ -404,7 +378,7 @@ def test_dense_macs_agree_with_torch_flop_counter_over_a_gated_resnet18():
     torch.manual_seed(0)
     dense = ResNet("resnet18", width=0.125)
     torch.manual_seed(0)
-    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg"))))
+    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(make_gate("cdg"))))
     assert len(gated_layers(gated)) == 16
 
     in_hw: dict[str, tuple[int, int]] = {}
@@ -441,15 +415,15 @@ def _spec(module, name):
 @pytest.mark.parametrize(
     "spec, gate, message",
     [
-        (spec_of(8, 16), GateSpec("cdg", channel_block=3), "gate.channel_block=3 does not divide C_out=16 of layer layer1.0.conv1"),
-        (spec_of(4, 8), GateSpec("cdg", groups=8), "gate.groups=8 exceeds C_in=4 of layer layer1.0.conv1"),
-        (spec_of(4, 8), GateSpec("cgnet", groups=5), "gate.groups"),
-        (spec_of(), GateSpec("skipnet"), "gate.method"),
-        (spec_of(), GateSpec("cdg", spatial_block=0), "gate.spatial_block"),
-        (spec_of(), GateSpec("cgnet", channel_block=2), "gate.channel_block"),
-        (spec_of(), GateSpec("fbs", spatial_block=2), "gate.spatial_block"),
-        (spec_of(), GateSpec("fbs", keep_ratio=0.0), "gate.keep_ratio"),
-        (spec_of(), GateSpec("cdg", sharpness=-1.0), "gate.sharpness"),
+        (spec_of(8, 16), make_gate("cdg", channel_block=3), "gate.channel_block=3 does not divide C_out=16 of layer layer1.0.conv1"),
+        (spec_of(4, 8), make_gate("cdg", groups=8), "gate.groups=8 exceeds C_in=4 of layer layer1.0.conv1"),
+        (spec_of(4, 8), make_gate("cgnet", groups=5), "gate.groups"),
+        (spec_of(), make_gate("skipnet"), "gate.method"),
+        (spec_of(), make_gate("cdg", spatial_block=0), "gate.spatial_block"),
+        (spec_of(), make_gate("cgnet", channel_block=2), "gate.channel_block"),
+        (spec_of(), make_gate("fbs", spatial_block=2), "gate.spatial_block"),
+        (spec_of(), make_gate("fbs", keep_ratio=0.0), "gate.keep_ratio"),
+        (spec_of(), make_gate("cdg", sharpness=-1.0), "gate.sharpness"),
     ],
 )
 def test_validate_gate_raises_user_errors_naming_the_field(spec, gate, message):
@@ -461,11 +435,11 @@ def test_validate_gate_raises_user_errors_naming_the_field(spec, gate, message):
 
 def test_factory_errors_name_the_failing_layer():
     with pytest.raises(UserError, match=r"gate\.channel_block=3 does not divide C_out=16 of layer layer1\.0\.conv1"):
-        ResNet("resnet18", width=0.25, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg", channel_block=3))))
+        ResNet("resnet18", width=0.25, conv_factory=gated_conv_factory(default_selection(make_gate("cdg", channel_block=3))))
 
 
 def test_default_selection_gates_only_the_3x3_block_convs():
-    select = default_selection(GateSpec("cgnet"))
+    select = default_selection(make_gate("cgnet"))
     net50 = ResNet("resnet50", width=0.125, conv_factory=gated_conv_factory(select))
     assert [n for n, _ in gated_layers(net50)] == [
         n for n, m in net50.named_modules() if n.endswith("conv2") and isinstance(m, torch.nn.Conv2d)
@@ -478,7 +452,7 @@ def test_gated_backbone_keeps_dense_init_and_checkpoint_keys():
     torch.manual_seed(0)
     dense = ResNet("resnet18", width=0.125)
     torch.manual_seed(0)
-    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg"))))
+    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(make_gate("cdg"))))
     dense_sd, gated_sd = dense.state_dict(), gated.state_dict()
     assert set(gated_sd) - set(dense_sd) == {f"{n}.threshold" for n, _ in gated_layers(gated)}
     for key, value in dense_sd.items():  # same RNG stream: identical initial weights
@@ -577,7 +551,7 @@ def test_torch_compile_of_an_unstructured_cdg_layer_in_eval_keeps_to_torch_ops(g
 
 def _tiny_gated_backbone(method):
     from cdg.config import load_config
-    from cdg.gating.training import build_gated_backbone
+    from cdg.gating.selection import build_gated_backbone
 
     torch.manual_seed(0)
     cfg = load_config(None, ["data.image_size=8", "model.width=0.125", f"gate.method={method}",
