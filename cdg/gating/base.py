@@ -242,12 +242,13 @@ class GatedConv(nn.Conv2d):
     last forward, or None).
     """
 
-    method: str = ""
+    impl: ClassVar[type[GateMethod]]
+    """The method this layer implements."""
 
     def __init__(self, spec: ConvSpec, gate: GateSpec):
         validate_gate(spec, gate)
-        if gate.method != self.method:
-            raise ValueError(f"{type(self).__name__} implements method {self.method!r}, got {gate.method!r}")
+        if gate.method != self.impl.name:
+            raise ValueError(f"{type(self).__name__} implements method {self.impl.name!r}, got {gate.method!r}")
         super().__init__(
             spec.in_channels, spec.out_channels, spec.kernel_size, spec.stride, spec.padding, bias=False
         )

@@ -72,11 +72,6 @@ def make_gate(method: str, groups: int = 4, channel_block: int = 1, spatial_bloc
     return GateSpec(method, groups, channel_block, spatial_block, settings_type(**own))
 
 
-def base_channels(spec: ConvSpec, gate: GateSpec) -> int:
-    """C_b = ceil(C_in / G) for methods with a base path (cdg, cgnet); 0 for the others (fbs, dgnet)."""
-    return gate.base_channels(spec)
-
-
 def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

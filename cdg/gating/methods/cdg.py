@@ -44,8 +44,6 @@ the definition.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from cdg.gating.accounting import conv_out_hw, decision_grid
@@ -349,7 +347,6 @@ class CDG(SplitMethod):
 class CDGConv(SplitGatedConv):
     """Contrastive dual gating conv (see the module docstring). ``threshold``: Δ, shape C_out / S."""
 
-    method = "cdg"
     impl = CDG
 
     def __init__(self, spec: ConvSpec, gate: GateSpec):

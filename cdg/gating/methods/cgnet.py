@@ -68,7 +68,6 @@ class CGNet(SplitMethod):
 class CGNetConv(SplitGatedConv):
     """Channel gating conv (Hua et al. 2019). ``threshold``: Δ, shape C_out; ``running_mean/var``: its BN statistics."""
 
-    method = "cgnet"
     impl = CGNet
 
     def __init__(self, spec: ConvSpec, gate: GateSpec):

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwsim.trace.errors import UserError
 from cdg.gating.accounting import conv_out_hw, decision_grid
 from cdg.gating.base import ThresholdSettings, validate_threshold_settings
 from cdg.gating.ops import block_weights, expand_decisions, gate_dtype, match_layout, spatial_fraction, straight_through_gate
@@ -86,7 +85,6 @@ class DGNet(PredictorMethod):
 class DGNetConv(PredictorGatedConv):
     """Dynamic dual gating: spatial (``spatial_weight``, ``spatial_bias``) and channel (``channel_fc1/2``) predictors."""
 
-    method = "dgnet"
     impl = DGNet
 
     def __init__(self, spec: ConvSpec, gate: GateSpec):

@@ -113,7 +113,6 @@ class FBS(PredictorMethod):
 class FBSConv(PredictorGatedConv):
     """Feature boosting and suppression. ``saliency``: the C_in -> C_out linear predictor."""
 
-    method = "fbs"
     impl = FBS
 
     def __init__(self, spec: ConvSpec, gate: GateSpec):

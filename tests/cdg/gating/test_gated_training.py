@@ -1,14 +1,12 @@
 """Gated training: config checks, every gate method in every SSL method, exact resume, target control, traces."""
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
 from cdg.config import load_config
-from cdg.gating.base import full_resolution_mask, gated_layers
+from cdg.gating.base import gated_layers
 from cdg.gating.calibration import calibrate, measured_ratio
 from cdg.gating.controller import GateController
 from cdg.gating.selection import gate_for

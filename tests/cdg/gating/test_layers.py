@@ -1,4 +1,5 @@
-"""Layer level of CDG and the dynamic-pruning baselines (cdg.gating): maths, accounting, plumbing."""
+"""The gated layers of every method (cdg.gating.methods, split, predictor, ops): exactness against their
+definitions, gradients, DDP, precision, layout and torch.compile."""
 from __future__ import annotations
 
 import copy
@@ -8,32 +9,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
-from hwsim.trace.errors import UserError
-from cdg.gating.accounting import conv_out_hw, count_effective_macs, decision_grid, dense_conv_macs
-from cdg.gating.base import GateRecord, collect_records, full_resolution_mask, gated_layers, set_gating
+from cdg.gating.base import full_resolution_mask
 from cdg.gating.methods.cdg import cdg_decisions, cdg_gate, cdg_saliency
 import cdg.gating.methods.cdg as cdg_method
 from cdg.gating.ops import block_weights, expand_decisions, spatial_fraction
-from cdg.gating.selection import build_gated_conv, default_selection, gated_conv_factory
-from cdg.gating.spec import make_gate, validate_gate
-from cdg.models.resnet import ConvSpec, ResNet
 
-METHODS = ("cdg", "cgnet", "fbs", "dgnet")
-
-
-def spec_of(c_in=8, c_out=8, stride=1, k=3, name="layer1.0.conv1"):
-    return ConvSpec(name, c_in, c_out, k, stride, k // 2, "conv")
-
-
-def make(method="cdg", c_in=8, c_out=8, stride=1, **gate):
-    torch.manual_seed(0)
-    return build_gated_conv(spec_of(c_in, c_out, stride), make_gate(method, **gate))
-
-
-def dense_out(layer, x):
-    return F.conv2d(x, layer.weight, None, layer.stride, layer.padding)
+from tests.cdg.gating.helpers import METHODS, dense_out, make
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -295,190 +277,6 @@ def test_soft_density_is_the_hard_density_in_the_forward():
     assert rec.soft_density.requires_grad
 
 
-# ----------------------------------------------------------------------------- accounting
-
-
-def brute_force_macs(mask, spec, gate, in_hw):
-    """Per image, by looping over every output element of the full-resolution mask."""
-    h_out, w_out = conv_out_hw(spec, *in_hw)
-    d, h_d, w_d = decision_grid(spec, gate, (h_out, w_out))
-    s = spec.out_channels // d
-    bh, bw = -(-h_out // h_d), -(-w_out // w_d)  # (ragged) block size along each axis
-    if gate.method == "fbs":
-        bh, bw = h_out, w_out
-    k2 = spec.kernel_size**2
-    per_out = spec.in_channels - math.ceil(spec.in_channels / gate.groups) if gate.method in ("cdg", "cgnet") else spec.in_channels
-    counts = []
-    for n in range(mask.shape[0]):
-        on = 0
-        for c, i, j in itertools.product(range(spec.out_channels), range(h_out), range(w_out)):
-            on += int(mask[n, c // s, i // bh, j // bw] != 0)
-        counts.append(on * per_out * k2)
-    return counts
-
-
-ACCOUNTING_CASES = [  # method, gate kwargs, C_in, C_out, stride, input size
-    ("cdg", dict(groups=4, channel_block=1, spatial_block=1), 8, 8, 1, 5),
-    ("cdg", dict(groups=2, channel_block=4, spatial_block=2), 6, 8, 2, 9),  # 5x5 output, ragged 2x2 blocks
-    ("cdg", dict(groups=3, channel_block=8, spatial_block=3), 7, 8, 1, 7),
-    ("cdg", dict(groups=1, channel_block=2, spatial_block=4), 4, 6, 2, 6),  # G=1, one ragged block row
-    ("cgnet", dict(groups=4), 8, 4, 2, 7),
-    ("fbs", dict(keep_ratio=0.4), 5, 6, 1, 4),
-    ("dgnet", dict(spatial_block=3), 5, 4, 2, 11),
-]
-
-
-@pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
-def test_effective_macs_match_a_brute_force_count_on_random_masks(method, gate, c_in, c_out, stride, size):
-    spec, gspec = spec_of(c_in, c_out, stride), make_gate(method, **gate)
-    validate_gate(spec, gspec)
-    out_hw = conv_out_hw(spec, size, size)
-    grid = decision_grid(spec, gspec, out_hw)
-    mask = (torch.rand(3, *grid, generator=torch.Generator().manual_seed(3)) > 0.5).float()
-    macs = count_effective_macs(mask, spec, gspec, (size, size))
-    assert macs["conditional"].tolist() == brute_force_macs(mask, spec, gspec, (size, size))
-    assert torch.equal(macs["total"], macs["base"] + macs["conditional"] + macs["gate"] + macs["predictor"])
-    if method in ("cdg", "cgnet"):
-        c_b = math.ceil(c_in / gspec.groups)
-        assert macs["base"].tolist() == [c_out * out_hw[0] * out_hw[1] * c_b * 9] * 3
-        assert (macs["predictor"] == 0).all()
-        all_on = count_effective_macs(torch.ones_like(mask), spec, gspec, (size, size))
-        assert (all_on["base"] + all_on["conditional"]).tolist() == [dense_conv_macs(spec, size, size)] * 3
-    else:
-        assert (macs["base"] == 0).all() and (macs["predictor"] > 0).all()
-
-
-@pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
-def test_layer_records_count_what_the_forward_computed(method, gate, c_in, c_out, stride, size):
-    torch.manual_seed(4)
-    layer = build_gated_conv(spec_of(c_in, c_out, stride), make_gate(method, init_threshold=0.0, **gate))
-    layer(torch.randn(2, c_in, size, size))
-    rec = layer.record
-    on = full_resolution_mask(rec)
-    assert on.shape == (2, c_out, *conv_out_hw(layer.spec, size, size))
-    per_out = c_in - layer.base_channels if method in ("cdg", "cgnet") else c_in
-    assert rec.macs["conditional"].tolist() == (on.sum(dim=(1, 2, 3)) * per_out * 9).tolist()
-    assert rec.dense_macs == layer.dense_macs(size, size)
-
-
-def test_full_resolution_mask_expands_channel_and_spatial_blocks():
-    spec, gate = spec_of(4, 6, stride=1), make_gate("cdg", groups=2, channel_block=3, spatial_block=2)
-    mask = (torch.rand(2, 2, 3, 2, generator=torch.Generator().manual_seed(5)) > 0.5).float()
-    rec = GateRecord(
-        mask=mask, soft_density=torch.tensor(0.0), soft_density_per_sample=torch.zeros(2), saliency_mean=None, spec=spec, gate=gate, in_hw=(5, 3), out_hw=(5, 3), gated=True,
-    )
-    full = full_resolution_mask(rec)
-    assert full.shape == (2, 6, 5, 3) and full.dtype == torch.bool
-    for n, c, i, j in itertools.product(range(2), range(6), range(5), range(3)):
-        assert full[n, c, i, j] == bool(mask[n, c // 3, i // 2, j // 2])
-
-
-def test_dense_macs_agree_with_torch_flop_counter_over_a_gated_resnet18():
-    x = torch.randn(1, 3, 16, 16)
-    torch.manual_seed(0)
-    dense = ResNet("resnet18", width=0.125)
-    torch.manual_seed(0)
-    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(make_gate("cdg"))))
-    assert len(gated_layers(gated)) == 16
-
-    in_hw: dict[str, tuple[int, int]] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, inp, name=name: in_hw.__setitem__(name, tuple(inp[0].shape[-2:])))
-        for name, m in gated.named_modules()
-        if isinstance(m, torch.nn.Conv2d)
-    ]
-    counts = {}
-    for key, net in (("dense", dense), ("gated", gated)):
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            net(x)
-        counts[key] = counter.get_total_flops()
-    for h in hooks:
-        h.remove()
-    modules = dict(gated.named_modules())
-    ours = sum(dense_conv_macs(_spec(modules[n], n), *hw) for n, hw in in_hw.items())
-    assert counts["dense"] == counts["gated"] == 2 * ours  # the split costs no extra FLOPs
-    set_gating(gated, False)
-    gated(x)
-    for name, rec in collect_records(gated).items():
-        assert rec.macs["base"] + rec.macs["conditional"] == modules[name].dense_macs(*rec.in_hw)
-
-
-def _spec(module, name):
-    if hasattr(module, "spec"):
-        return module.spec
-    return ConvSpec(name, module.in_channels, module.out_channels, module.kernel_size[0], module.stride[0], module.padding[0], "conv")
-
-
-# ----------------------------------------------------------------------------- validation and construction
-
-
-@pytest.mark.parametrize(
-    "spec, gate, message",
-    [
-        (spec_of(8, 16), make_gate("cdg", channel_block=3), "gate.channel_block=3 does not divide C_out=16 of layer layer1.0.conv1"),
-        (spec_of(4, 8), make_gate("cdg", groups=8), "gate.groups=8 exceeds C_in=4 of layer layer1.0.conv1"),
-        (spec_of(4, 8), make_gate("cgnet", groups=5), "gate.groups"),
-        (spec_of(), make_gate("skipnet"), "gate.method"),
-        (spec_of(), make_gate("cdg", spatial_block=0), "gate.spatial_block"),
-        (spec_of(), make_gate("cgnet", channel_block=2), "gate.channel_block"),
-        (spec_of(), make_gate("fbs", spatial_block=2), "gate.spatial_block"),
-        (spec_of(), make_gate("fbs", keep_ratio=0.0), "gate.keep_ratio"),
-        (spec_of(), make_gate("cdg", sharpness=-1.0), "gate.sharpness"),
-    ],
-)
-def test_validate_gate_raises_user_errors_naming_the_field(spec, gate, message):
-    with pytest.raises(UserError, match=message.replace(".", r"\.")):
-        validate_gate(spec, gate)
-    with pytest.raises(UserError, match=message.replace(".", r"\.")):
-        build_gated_conv(spec, gate)
-
-
-def test_factory_errors_name_the_failing_layer():
-    with pytest.raises(UserError, match=r"gate\.channel_block=3 does not divide C_out=16 of layer layer1\.0\.conv1"):
-        ResNet("resnet18", width=0.25, conv_factory=gated_conv_factory(default_selection(make_gate("cdg", channel_block=3))))
-
-
-def test_default_selection_gates_only_the_3x3_block_convs():
-    select = default_selection(make_gate("cgnet"))
-    net50 = ResNet("resnet50", width=0.125, conv_factory=gated_conv_factory(select))
-    assert [n for n, _ in gated_layers(net50)] == [
-        n for n, m in net50.named_modules() if n.endswith("conv2") and isinstance(m, torch.nn.Conv2d)
-    ]
-    assert select(ConvSpec("conv1", 3, 8, 3, 1, 1, "stem")) is None
-    assert select(ConvSpec("layer2.0.shortcut.0", 8, 16, 1, 2, 0, "shortcut")) is None
-
-
-def test_gated_backbone_keeps_dense_init_and_checkpoint_keys():
-    torch.manual_seed(0)
-    dense = ResNet("resnet18", width=0.125)
-    torch.manual_seed(0)
-    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(make_gate("cdg"))))
-    dense_sd, gated_sd = dense.state_dict(), gated.state_dict()
-    assert set(gated_sd) - set(dense_sd) == {f"{n}.threshold" for n, _ in gated_layers(gated)}
-    for key, value in dense_sd.items():  # same RNG stream: identical initial weights
-        assert torch.equal(value, gated_sd[key]), key
-    gated(torch.randn(2, 3, 8, 8))
-    clone = copy.deepcopy(gated)  # records hold graph tensors; deepcopy must not touch them
-    assert all(layer.record is None for _, layer in gated_layers(clone))
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_eval_is_deterministic_and_per_sample(method):
-    layer = make(method, **({"spatial_block": 2} if method in ("cdg", "dgnet") else {}))
-    x = torch.randn(4, 8, 6, 6)
-    layer.train()
-    layer(x)  # (cgnet: updates its running statistics)
-    layer.eval()
-    with torch.no_grad():
-        y = layer(x)
-        mask = layer.record.mask.clone()
-        y_again = layer(x)
-        assert torch.equal(y, y_again) and torch.equal(mask, layer.record.mask)
-        y_one = layer(x[1:2])  # no batch statistics in eval: a sample's output is its own
-    torch.testing.assert_close(y_one, y[1:2])
-    torch.testing.assert_close(layer.record.mask, mask[1:2])
-
-
 # ----------------------------------------------------------------------------- precision, layout, compile
 
 
@@ -579,4 +377,3 @@ def test_fbs_and_dgnet_zeros_reach_the_next_conv_whatever_the_batchnorm(method):
     off = ~full_resolution_mask(block.conv1.record)
     assert off.any()
     assert bool((inputs["x"][off] == 0).all())
-
