@@ -9,13 +9,9 @@
   record for each backbone call (view 1, view 2) of a step;
 * the **target schedule**: dense warm-up (all gates on), then a linear ramp of the target
   ratio from 1 to the requested one;
-* the **regulariser**, per gate method (``GateMethod.regulariser``; see docs/algorithm.md):
-  - cdg: augmented Lagrangian on the soft network ratio of *both* views,
-    μ (r − t) + ρ/2 (r − t)², with dual ascent μ ← μ + η (r_hard − t) after every step;
-  - cgnet: its own threshold regulariser ρ Σ_layers mean_c (Δ_c − T)², the threshold target T
-    moved by the same feedback (T ← T + η (r_hard − t)) so that it reaches the requested ratio;
-  - dgnet: its FLOPs-ratio loss ρ (r − t)²;
-  - fbs: L1 on its channel saliencies (its keep ratio is set from the target up front);
+* the **regulariser** of the gate method (``GateMethod.regulariser``, in its
+  ``cdg/gating/methods/<name>.py``; see docs/algorithm.md) and the controller state it uses
+  (``multiplier``, ``threshold_target``, checkpointed);
 * the optional **cross-branch saliency alignment** ``align_weight · mean (d_v1 − d_v2)²`` on
   per-image layer densities;
 * **integral target control** for every threshold/bias method (``GateMethod.target_by_shift``:
@@ -61,7 +57,10 @@ def check_feasible(cfg, infos: list[ConvInfo]) -> None:
 
 
 class GateController:
-    """Regulariser, schedule, branch policy and calibration for one run (see the module docstring)."""
+    """Regulariser, schedule, branch policy and target control for one run (see the module docstring).
+
+    ``cfg`` is the run's ``cdg.config.Config`` (not imported here: ``cdg.config`` reads the gate
+    registry, so ``cdg.gating`` stays below it)."""
 
     def __init__(self, cfg, model: nn.Module, steps_per_epoch: int):
         self.cfg = cfg

@@ -8,6 +8,8 @@ from cdg.gating.selection import build_gated_conv
 from cdg.gating.spec import make_gate
 from cdg.models.resnet import ConvSpec
 
+from tests.test_train import TINY
+
 METHODS = ("cdg", "cgnet", "fbs", "dgnet")
 
 
@@ -22,3 +24,9 @@ def make(method="cdg", c_in=8, c_out=8, stride=1, **gate):
 
 def dense_out(layer, x):
     return F.conv2d(x, layer.weight, None, layer.stride, layer.padding)
+
+
+def gated(tmp_path, name, *extra):
+    """Overrides of a tiny gated run (3 epochs: 1 dense, 1 ramp) in ``tmp_path/name``."""
+    return [*TINY, f"run.dir={tmp_path}", f"run.name={name}", "train.epochs=3", "gate.warmup_epochs=1",
+            "gate.ramp_epochs=1", "gate.trace_images=8", *extra]

@@ -15,12 +15,8 @@ from cdg.models.resnet import ConvSpec
 from cdg.train import Trainer, main
 from hwsim.trace import load_trace
 
-from tests.test_train import TINY, records
-
-
-def gated(tmp_path, name, *extra):
-    return [*TINY, f"run.dir={tmp_path}", f"run.name={name}", "train.epochs=3", "gate.warmup_epochs=1",
-            "gate.ramp_epochs=1", "gate.trace_images=8", *extra]
+from tests.cdg.gating.helpers import gated
+from tests.test_train import records
 
 
 def test_selection_follows_the_config():

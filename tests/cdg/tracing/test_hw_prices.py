@@ -15,7 +15,7 @@ from cdg.train import main
 
 from tests.test_train import TINY
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[3]
 COMPACT = str(ROOT / "accel_configs" / "systolic_32x32_os_compact.yaml")
 
 

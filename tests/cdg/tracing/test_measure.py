@@ -1,6 +1,7 @@
 """Traces of gated and dense runs (cdg.tracing.measure, python -m cdg.trace): the real masks round-trip,
 the CLI rewrites a trace, every baseline's trace simulates in hwsim, bad input is a one-line error."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from cdg.gating.base import full_resolution_mask, gated_layers
 from cdg.train import Trainer, main
 from hwsim.trace import load_trace
 
-from tests.cdg.gating.test_gated_training import gated
+from tests.cdg.gating.helpers import gated
 from tests.test_train import TINY, records
 
 
@@ -63,7 +64,7 @@ def test_baseline_runs_finish_with_a_trace_hwsim_can_simulate(tmp_path, gate):
     assert gated_specs
     if gate in ("fbs", "dgnet"):
         assert all(spec.gate.base_channels == 0 for spec in gated_specs)
-    config = api.load_config(Path(__file__).resolve().parent.parent / "accel_configs" / "systolic_32x32_os.yaml")
+    config = api.load_config(Path(__file__).resolve().parents[3] / "accel_configs" / "systolic_32x32_os.yaml")
     sparse, dense = api.simulate_trace(trace, config), api.simulate_trace(trace, config, dense=True)
     assert sparse.totals()["cycles"] <= dense.totals()["cycles"]
 
