@@ -11,6 +11,13 @@ facts the config must check before torch is imported (``cdg.config`` reads this 
 Everything else about a method (its layer, settings, validation, decision block, MAC counts,
 regulariser, controller and calibration behaviour) is declared by its class, a
 ``cdg.gating.base.GateMethod`` in ``cdg/gating/methods/<name>.py``.
+
+Adding a gate method: write ``cdg/gating/methods/<name>.py`` with a ``GateMethod`` subclass
+(``name``, ``Settings``, the structure flags, ``validate``, ``decision_block``, the MAC hooks,
+``regulariser``; ``backbone_settings`` / ``adopt`` / ``begin_step`` / ``integrate`` where it
+needs them) and its ``GatedConv`` subclass (``impl`` = the method; ``forward`` leaves a
+``GateRecord``; ``shift_gate`` if the target is met by shifting), set ``Method.layer``, and add
+its line to ``_METHODS`` below. ``tests/cdg/gating/test_recipe_toy_gate.py`` does exactly this.
 """
 from __future__ import annotations
 
