@@ -4,8 +4,8 @@
 
 Builds ResNet-18 at width 1.0 with CDG gates on every 3x3 conv after the stem (random
 initialisation, so the masks are close to incompressible: a worst case for size), runs
-``--images`` digits images upscaled to 32x32 through ``cdg.trace.measure`` and writes the trace
-with ``cdg.trace.write_trace``. Prints the bytes on disk per part of the trace. Keep it with
+``--images`` digits images upscaled to 32x32 through ``cdg.tracing.measure.measure`` and writes the trace
+with ``cdg.tracing.measure.write_trace``. Prints the bytes on disk per part of the trace. Keep it with
 ``--out DIR`` and time the simulator on it:
 ``python -m hwsim.run --accel accel_configs/systolic_32x32_os.yaml --trace DIR --quiet``.
 """
@@ -21,7 +21,7 @@ import torch
 from cdg.run.builders import build_eval_augment, build_model, load_sources
 from cdg.config import load_config
 from cdg.models.resnet import conv_graph
-from cdg.trace import measure, write_trace
+from cdg.tracing.measure import measure, write_trace
 
 
 class Subset:

@@ -25,8 +25,8 @@ import torch
 
 from cdg.run.builders import build_augment, build_model
 from cdg.config import load_config
-from cdg.gating import native
-from cdg.gating.training import GateController
+from cdg.gating.controller import GateController
+from cdg.gating.native import loader
 from cdg.methods.registry import METHODS
 from cdg.run.optim import build_optimizer
 
@@ -36,15 +36,15 @@ EAGER_SUFFIX = "-eager"  # e.g. cdg-eager: CDG with its fused CPU kernels off (c
 
 @contextlib.contextmanager
 def eager_gates():
-    previous = os.environ.get(native.ENV_SWITCH)
-    os.environ[native.ENV_SWITCH] = "0"
+    previous = os.environ.get(loader.ENV_SWITCH)
+    os.environ[loader.ENV_SWITCH] = "0"
     try:
         yield
     finally:
         if previous is None:
-            del os.environ[native.ENV_SWITCH]
+            del os.environ[loader.ENV_SWITCH]
         else:
-            os.environ[native.ENV_SWITCH] = previous
+            os.environ[loader.ENV_SWITCH] = previous
 
 
 def gate_overrides(gate: str) -> list[str]:

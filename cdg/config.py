@@ -20,6 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from cdg.data.catalog import DATASETS, DEFAULT_IMAGE_SIZE
 from cdg.methods.registry import METHOD_SPECS
+from cdg.gating import registry as gate_methods
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import load_yaml
 
@@ -126,8 +127,8 @@ class StageGateConfig(Section):
 
 
 class GateConfig(Section):
-    method: Literal["none", "cdg", "cgnet", "fbs", "dgnet"] = Field(
-        "none", description="dynamic pruning: none (dense) | cdg | cgnet | fbs | dgnet"
+    method: Literal[("none", *gate_methods.names())] = Field(
+        "none", description=f"dynamic pruning: none (dense) | {' | '.join(gate_methods.names())}"
     )
     layers: Union[Literal["3x3"], list[str]] = Field(
         "3x3", description="which convs are gated: 3x3 = every 3x3 conv after the stem, or name patterns (fnmatch)"
@@ -163,8 +164,9 @@ class GateConfig(Section):
             raise ValueError("set gate.target_reduction or gate.target_density, not both")
         if isinstance(self.channel_block, int) and self.channel_block < 1:
             raise ValueError(f"gate.channel_block must be >= 1 or 'all', got {self.channel_block}")
-        if self.hw_aware is not None and self.method not in ("cdg", "dgnet"):
-            raise ValueError(f"gate.hw_aware needs gate.method cdg or dgnet (a ratio regulariser), got {self.method}")
+        priced = gate_methods.names(hw_aware=True)
+        if self.hw_aware is not None and self.method not in priced:
+            raise ValueError(f"gate.hw_aware needs gate.method {' or '.join(priced)} (a ratio regulariser), got {self.method}")
         return self
 
     @property
@@ -227,7 +229,7 @@ def resolve(cfg: Config) -> Config:
         raise UserError(
             f"optim.warmup_epochs={cfg.optim.warmup_epochs} must be smaller than train.epochs={cfg.train.epochs}"
         )
-    if cfg.gate.method not in ("none", "fbs") and cfg.gate.target_ratio is None:
+    if cfg.gate.method in gate_methods.names(needs_target=True) and cfg.gate.target_ratio is None:
         raise UserError(f"gate.method={cfg.gate.method} needs gate.target_reduction or gate.target_density")
     if cfg.gate.method != "none" and cfg.gate.warmup_epochs + cfg.gate.ramp_epochs >= cfg.train.epochs:
         raise UserError(

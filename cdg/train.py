@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_commented_yaml
-from cdg.run import distributed
+from cdg import distributed
 from cdg.run.rundir import (
     INTERRUPTED,
     SUMMARY_FILE,

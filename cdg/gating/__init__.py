@@ -1,65 +1,32 @@
-"""Layer level of Contrastive Dual Gating (CDG) and the dynamic-pruning baselines (CGNet, FBS, DGNet).
+"""Layer level and training control of Contrastive Dual Gating (CDG) and the dynamic-pruning
+baselines (CGNet, FBS, DGNet). One job per module:
+
+=====================  ==========================================================================
+``registry``           gate method name -> its ``GateMethod`` class (one line per method)
+``spec``               ``GateSpec`` (method, G / S / b structure, the method's own settings),
+                       ``make_gate``, ``validate_gate``
+``base``               the ``GateMethod`` contract, the ``GatedConv`` layer base, ``GateRecord``
+``ops``                decision-grid pooling / expansion, straight-through gate, gated sum
+``split``              base/conditional split shared by cdg and cgnet
+``predictor``          what the predictor-gated methods (fbs, dgnet) share
+``methods/<name>``     one gate method each: settings, validation, layer, MACs, regulariser
+``native/``            CDG's fused C++ CPU kernels and the one module touching private torch APIs
+``accounting``         method-neutral MAC counting of dense and gated convs
+``selection``          which convs are gated (``gate_for``) and the gated backbone builders
+``controller``         ``GateController``: schedule, regulariser, branch policy, target control
+``calibration``        the post-training gate shift that meets the target
+=====================  ==========================================================================
 
 Build a gated backbone without copying it::
 
-    from cdg.gating import GateSpec, default_selection, gated_conv_factory
+    from cdg.gating.selection import default_selection, gated_conv_factory
+    from cdg.gating.spec import make_gate
     from cdg.models.resnet import ResNet
 
-    net = ResNet("resnet18", conv_factory=gated_conv_factory(default_selection(GateSpec("cdg", groups=4))))
+    net = ResNet("resnet18", conv_factory=gated_conv_factory(default_selection(make_gate("cdg", groups=4))))
 
-Each gated layer leaves a ``GateRecord`` (mask, differentiable density, thresholds, per-image
-MACs) in ``layer.record`` after every forward; ``collect_records(net)`` gathers them.
+Each gated layer leaves a ``GateRecord`` (mask, differentiable density, per-image MACs) in
+``layer.record`` after every forward; ``cdg.gating.base.collect_records(net)`` gathers them.
+
+This package's ``__init__`` imports nothing: ``cdg.config`` reads ``registry`` without torch.
 """
-from cdg.gating.accounting import (
-    conv_out_hw,
-    count_effective_macs,
-    decision_block,
-    decision_grid,
-    dense_conv_macs,
-    effective_macs,
-)
-from cdg.gating.layers import (
-    CDGConv,
-    CGNetConv,
-    GatedConv,
-    GateRecord,
-    build_gated_conv,
-    cdg_saliency,
-    collect_records,
-    default_selection,
-    full_resolution_mask,
-    gated_conv_factory,
-    gated_layers,
-    set_gating,
-    straight_through_gate,
-)
-from cdg.gating.predictors import DGNetConv, FBSConv
-from cdg.gating.spec import METHODS, GateSpec, base_channels, validate_gate
-
-__all__ = [
-    "METHODS",
-    "CDGConv",
-    "CGNetConv",
-    "DGNetConv",
-    "FBSConv",
-    "GateRecord",
-    "GateSpec",
-    "GatedConv",
-    "base_channels",
-    "build_gated_conv",
-    "cdg_saliency",
-    "collect_records",
-    "conv_out_hw",
-    "count_effective_macs",
-    "decision_block",
-    "decision_grid",
-    "default_selection",
-    "dense_conv_macs",
-    "effective_macs",
-    "full_resolution_mask",
-    "gated_conv_factory",
-    "gated_layers",
-    "set_gating",
-    "straight_through_gate",
-    "validate_gate",
-]

@@ -1,4 +1,5 @@
-"""MAC accounting of dense and gated convolutions, per image.
+"""MAC accounting of dense and gated convolutions, per image, method-neutral: each method
+(``GateMethod``) says its decision block, base channels and gate / predictor overheads.
 
 Conventions (the same as ``torch.utils.flop_counter``, where FLOPs = 2 MACs): a convolution
 output element costs C_in k^2 MACs whatever the padding, so
@@ -39,14 +40,11 @@ bottom and right edges may be ragged (smaller); they are counted with their true
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
-from cdg.gating.spec import GateSpec, base_channels
+from cdg.gating.ops import block_sizes
+from cdg.gating.spec import GateSpec
 from cdg.models.resnet import ConvSpec
-
-MAC_KEYS = ("base", "conditional", "gate", "predictor")
 
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -66,61 +64,13 @@ def dense_conv_macs(spec: ConvSpec, h_in: int, w_in: int) -> int:
 
 def decision_block(gate: GateSpec, out_hw: tuple[int, int]) -> tuple[int, int, int]:
     """(S, bh, bw): output channels and output pixels covered by one decision of ``gate``'s method."""
-    h_out, w_out = out_hw
-    if gate.method == "cdg":
-        return gate.channel_block, gate.spatial_block, gate.spatial_block
-    if gate.method == "dgnet":
-        return 1, gate.spatial_block, gate.spatial_block
-    if gate.method == "fbs":
-        return 1, h_out, w_out  # one decision per output channel, over the whole map
-    return 1, 1, 1  # cgnet: per output element
+    return gate.impl.decision_block(gate, out_hw)
 
 
 def decision_grid(spec: ConvSpec, gate: GateSpec, out_hw: tuple[int, int]) -> tuple[int, int, int]:
     """(D, H_d, W_d): shape of the decision mask of one image (the record's mask is N x D x H_d x W_d)."""
     s, bh, bw = decision_block(gate, out_hw)
     return spec.out_channels // s, -(-out_hw[0] // bh), -(-out_hw[1] // bw)
-
-
-def block_sizes(n: int, block: int) -> list[int]:
-    """Sizes of the consecutive blocks of ``block`` elements covering ``n`` (last one ragged)."""
-    return [min(block, n - start) for start in range(0, n, block)]
-
-
-def dgnet_hidden(spec: ConvSpec, gate: GateSpec) -> int:
-    return max(1, spec.out_channels // gate.reduction)
-
-
-def predictor_macs(spec: ConvSpec, gate: GateSpec, in_hw: tuple[int, int]) -> int:
-    """Per-image MACs of the auxiliary predictor (0 for cdg and cgnet)."""
-    c_in, c_out = spec.in_channels, spec.out_channels
-    pool = c_in * in_hw[0] * in_hw[1]
-    if gate.method == "fbs":
-        return pool + c_in * c_out
-    if gate.method == "dgnet":
-        _, h_d, w_d = decision_grid(spec, gate, conv_out_hw(spec, *in_hw))
-        hidden = dgnet_hidden(spec, gate)
-        return pool + c_in * h_d * w_d + pool + c_in * hidden + hidden * c_out
-    return 0
-
-
-def fixed_gate_macs(spec: ConvSpec, gate: GateSpec, in_hw: tuple[int, int]) -> int:
-    """Per-image gate overhead that does not depend on the mask (see the module docstring)."""
-    out_hw = conv_out_hw(spec, *in_hw)
-    d, h_d, w_d = decision_grid(spec, gate, out_hw)
-    outputs = spec.out_channels * out_hw[0] * out_hw[1]
-    if gate.method in ("cdg", "cgnet") and base_channels(spec, gate) == spec.in_channels:
-        return 0  # G = 1: nothing to gate
-    if gate.method == "cdg":
-        s, bh, bw = decision_block(gate, out_hw)
-        pooling = outputs if (s > 1 or bh > 1 or bw > 1) else 0
-        return pooling + 4 * d * h_d * w_d
-    if gate.method == "cgnet":
-        return 2 * outputs
-    if gate.method == "fbs":
-        c_out = spec.out_channels
-        return c_out + c_out * math.ceil(math.log2(c_out)) if c_out > 1 else 1
-    return spec.out_channels + h_d * w_d  # dgnet
 
 
 def computed_outputs(mask: torch.Tensor, spec: ConvSpec, out_hw: tuple[int, int], block: tuple[int, int, int]) -> torch.Tensor:
@@ -150,32 +100,25 @@ def count_effective_macs(
     ``mask`` is the decision-level mask (N x D x H_d x W_d, nonzero = on) of what was computed.
     Keys: "base", "conditional", "gate", "predictor", "total".
     """
+    method = gate.impl
     out_hw = conv_out_hw(spec, *in_hw)
     n = mask.shape[0]
     k2 = spec.kernel_size**2
     on = computed_outputs(mask, spec, out_hw, decision_block(gate, out_hw))
-    c_b = base_channels(spec, gate)
+    c_b = method.base_channels(spec, gate)
 
     def const(value: int) -> torch.Tensor:
         return torch.full((n,), value, dtype=torch.int64, device=mask.device)
 
-    if gate.method in ("cdg", "cgnet"):
-        macs = {
-            "base": const(spec.out_channels * out_hw[0] * out_hw[1] * c_b * k2),
-            "conditional": on * ((spec.in_channels - c_b) * k2),
-            "gate": const(fixed_gate_macs(spec, gate, in_hw)),
-            "predictor": const(0),
-        }
-    else:
-        gate_macs = const(fixed_gate_macs(spec, gate, in_hw))
-        if gate.method == "fbs":
-            gate_macs = gate_macs + on  # scaling of each computed output by its saliency
-        macs = {
-            "base": const(0),
-            "conditional": on * (spec.in_channels * k2),
-            "gate": gate_macs,
-            "predictor": const(predictor_macs(spec, gate, in_hw)),
-        }
+    gate_macs = const(method.fixed_gate_macs(spec, gate, in_hw))
+    if method.gate_macs_per_output:  # e.g. fbs: scaling of each computed output by its saliency
+        gate_macs = gate_macs + on * method.gate_macs_per_output
+    macs = {
+        "base": const(spec.out_channels * out_hw[0] * out_hw[1] * c_b * k2),
+        "conditional": on * ((spec.in_channels - c_b) * k2),
+        "gate": gate_macs,
+        "predictor": const(method.predictor_macs(spec, gate, in_hw)),
+    }
     macs["total"] = macs["base"] + macs["conditional"] + macs["gate"] + macs["predictor"]
     return macs
 

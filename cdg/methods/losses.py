@@ -8,7 +8,7 @@ L2-normalised inside each function; callers pass raw projector/predictor
 outputs.
 
 Only ``nt_xent`` / ``nt_xent_logits`` talk to other processes (through
-``cdg.run.distributed``, an identity in one process); everything else is local.
+``cdg.distributed``, an identity in one process); everything else is local.
 The methods symmetrise the losses over the two views.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from cdg.run import distributed
+from cdg import distributed
 
 
 def _float32(func):

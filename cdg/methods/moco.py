@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cdg.run import distributed
+from cdg import distributed
 from cdg.methods.base import MethodOutput, SSLMethod, ema_update, frozen_copy, logs_to_floats, mlp
 from cdg.methods.losses import queue_logits
 

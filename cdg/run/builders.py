@@ -16,7 +16,7 @@ from cdg.methods.base import SSLMethod
 from cdg.methods.registry import build_method
 from cdg.run.checkpoint import load_checkpoint, load_model_state
 from hwsim.trace.errors import UserError
-from cdg.gating.training import build_gated_backbone
+from cdg.gating.selection import build_gated_backbone
 
 
 @dataclass

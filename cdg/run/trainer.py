@@ -16,14 +16,15 @@ from torch import nn
 from tqdm import tqdm
 
 from cdg.config import Config
-from cdg.run import distributed
+from cdg import distributed
 from cdg.run.builders import build_augment, build_eval_augment, build_model, load_sources, select_device
 from cdg.run.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.optim import build_optimizer, build_scheduler
 from cdg.run.rundir import METRICS_FILE, SUMMARY_FILE, MetricsLog, checkpoint_path
-from cdg.gating.training import GateController, calibrate
-from cdg.trace import trace_run
+from cdg.gating.calibration import calibrate
+from cdg.gating.controller import GateController
+from cdg.tracing.measure import trace_run
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import atomic_write_json
 
@@ -298,7 +299,7 @@ class Trainer:
         if self.is_main:
             summary = {"epochs": self.epoch, "steps": self.global_step}
             cfg = self.cfg
-            if self.gates is not None and cfg.gate.calibrate and cfg.gate.target_ratio is not None and cfg.gate.method != "fbs":
+            if self.gates is not None and cfg.gate.calibrate and cfg.gate.target_ratio is not None and self.gates.calibratable:
                 calibration = self._calibrate()
                 summary["calibration_shift"] = calibration["shift"]
                 self._save_local()

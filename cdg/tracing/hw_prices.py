@@ -1,5 +1,8 @@
 """Hardware-aware sparsity weights: what one gated-off MAC of each layer is worth on an accelerator.
 
+The one cdg module that calls hwsim's models (``hwsim.api``) and accelerator configs; the rest of
+cdg imports only the trace contract ``hwsim.trace``.
+
 A FLOPs regulariser treats every removed MAC alike, but an accelerator turns them into time only
 at its skip granularity (a fold, a thread-block tile, a PE's share) and only where the layer is
 compute-bound. Before training, each gated layer is simulated by ``hwsim`` at the density the
@@ -19,7 +22,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hwsim.trace.errors import UserError
+from cdg.tracing.inventory import layer_spec
+from hwsim.api import simulate_layer, stats_masks
+from hwsim.config import load_config
+from hwsim.trace.errors import HwsimError, UserError
 
 WEIGHT_FLOOR = 0.1
 N_IMAGES = 8
@@ -41,12 +47,6 @@ def layer_weights(infos, accel_path: str | Path, target_ratio: float) -> dict[st
 
     Raises UserError (one line) for an unreadable config or a hardware that saves no cycles from
     any layer at this gate structure (every weight would be zero)."""
-    from hwsim.api import simulate_layer, stats_masks
-    from hwsim.config import load_config
-    from hwsim.trace.errors import HwsimError
-
-    from cdg.trace import layer_spec
-
     try:
         accel = load_config(accel_path)
     except HwsimError as exc:

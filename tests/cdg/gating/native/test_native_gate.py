@@ -10,15 +10,18 @@ import shutil
 import pytest
 import torch
 
-from cdg.gating import GateSpec, build_gated_conv, native
-from cdg.gating.layers import cdg_gate, sample_stats
+from cdg.gating.methods.cdg import cdg_gate
+from cdg.gating.native import kernels, loader
+from cdg.gating.ops import sample_stats
+from cdg.gating.selection import build_gated_conv
+from cdg.gating.spec import make_gate
 from cdg.models.resnet import ConvSpec
 
 
 @pytest.fixture
 def kernel(monkeypatch):
-    monkeypatch.delenv(native.ENV_SWITCH, raising=False)
-    if native.library() is None:
+    monkeypatch.delenv(loader.ENV_SWITCH, raising=False)
+    if loader.library() is None:
         pytest.skip("the fused CPU gate kernel cannot be built here")
 
 
@@ -26,19 +29,19 @@ def kernel(monkeypatch):
 def calls(monkeypatch):
     """Counts calls of the kernels' Python entry points."""
     counts = {"forward": 0, "backward": 0}
-    for name, fn in (("forward", native.gate_forward), ("backward", native.gate_backward)):
+    for name, fn in (("forward", kernels.gate_forward), ("backward", kernels.gate_backward)):
         def counted(*args, _fn=fn, _name=name, **kwargs):
             counts[_name] += 1
             return _fn(*args, **kwargs)
-        monkeypatch.setattr(native, f"gate_{name}", counted)
+        monkeypatch.setattr(kernels, f"gate_{name}", counted)
     return counts
 
 
 def test_the_kernel_builds_where_a_cxx_compiler_exists(monkeypatch):
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         pytest.skip("no C++ compiler on this machine: the eager path is used (tested in test_gating)")
-    monkeypatch.delenv(native.ENV_SWITCH, raising=False)
-    assert native.library() is not None
+    monkeypatch.delenv(loader.ENV_SWITCH, raising=False)
+    assert loader.library() is not None
 
 
 def _inputs(shape, layout, seed=0, dtype=torch.float32):
@@ -77,7 +80,7 @@ def test_fused_kernels_equal_the_eager_path_and_the_float64_definition(shape, la
     inputs = _inputs(shape, layout)
     y, g, density, grads = _gate_and_grads(*inputs)
     assert calls == {"forward": 1, "backward": 1}
-    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    monkeypatch.setenv(loader.ENV_SWITCH, "0")
     y_eager, g_eager, density_eager, grads_eager = _gate_and_grads(*inputs)
     assert calls == {"forward": 1, "backward": 1}  # the switch really turns the kernels off
 
@@ -124,7 +127,7 @@ def test_the_backward_writes_gradients_over_donated_partial_sums_only_when_autog
 
 def test_a_cdg_layer_backward_twice_with_retain_graph_gives_the_same_gradients(kernel, calls):
     torch.manual_seed(1)
-    layer = build_gated_conv(ConvSpec("layer1.0.conv2", 8, 8, 3, 1, 1, "conv"), GateSpec("cdg", init_threshold=0.0))
+    layer = build_gated_conv(ConvSpec("layer1.0.conv2", 8, 8, 3, 1, 1, "conv"), make_gate("cdg", init_threshold=0.0))
     loss = layer(torch.randn(4, 8, 6, 6)).square().mean() + layer.record.soft_density
     first = torch.autograd.grad(loss, list(layer.parameters()), retain_graph=True)
     second = torch.autograd.grad(loss, list(layer.parameters()))
@@ -154,7 +157,7 @@ def test_inputs_the_kernels_do_not_cover_take_the_eager_path(case, kernel, calls
                                           dtype=torch.float64 if case == "float64" else torch.float32)
     if case == "strided":  # every other channel of a wider tensor: not dense
         y_base, y_cond = (torch.cat([t, t], dim=1)[:, ::2] for t in (y_base, y_cond))
-        assert native._layout(y_base) is None
+        assert kernels._layout(y_base) is None
     block = (2, 1, 1) if case == "pooled" else (1, 1, 1)
     leaves = [t.detach().requires_grad_() for t in (y_base, y_cond, thr[: 8 // block[0]])]  # keeps strides
     y, g, density = cdg_gate(*leaves, block, 4.0)
@@ -170,7 +173,7 @@ def test_inputs_the_kernels_do_not_cover_take_the_eager_path(case, kernel, calls
 def test_the_kernels_surrogate_derivative_matches_float64(kernel):
     """sigma'(m) = e / (1 + e)^2, e = exp(-|m|), with the kernel's own vectorised exp."""
     m = torch.cat([torch.linspace(-100.0, 100.0, 400_001), torch.tensor([0.0, -87.0, 87.0, -87.5, 1e-30])])
-    got = native.sigmoid_grad(m).double()
+    got = kernels.sigmoid_grad(m).double()
     ref = torch.sigmoid(m.double()) * torch.sigmoid(-m.double())
     inside = m.abs() <= 87.0
     rel = ((got - ref).abs() / ref)[inside]
@@ -190,7 +193,7 @@ def test_native_sample_stats_match_float64(kernel):
 
 def test_a_cdg_layer_trains_the_same_with_and_without_the_kernels(kernel, calls, monkeypatch):
     torch.manual_seed(0)
-    layer = build_gated_conv(ConvSpec("layer1.0.conv1", 8, 16, 3, 1, 1, "conv"), GateSpec("cdg", init_threshold=0.0))
+    layer = build_gated_conv(ConvSpec("layer1.0.conv1", 8, 16, 3, 1, 1, "conv"), make_gate("cdg", init_threshold=0.0))
     x = torch.randn(4, 8, 6, 6)
 
     def step(net):
@@ -201,7 +204,7 @@ def test_a_cdg_layer_trains_the_same_with_and_without_the_kernels(kernel, calls,
 
     fused = step(copy.deepcopy(layer))
     assert calls["forward"] == 1 and calls["backward"] == 1
-    monkeypatch.setenv(native.ENV_SWITCH, "0")
+    monkeypatch.setenv(loader.ENV_SWITCH, "0")
     eager = step(copy.deepcopy(layer))
     assert torch.equal(fused[0], eager[0]) and torch.equal(fused[1], eager[1])
     for a, b in zip(fused[2], eager[2]):
@@ -216,16 +219,16 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch):
 
     monkeypatch.setattr(cpp_extension, "load", broken)
     with pytest.warns(RuntimeWarning, match="could not be built \\(Ninja is required to load C\\+\\+ extensions\\)"):
-        assert native._library.__wrapped__() is None
-    monkeypatch.setattr(native, "library", lambda: None)
+        assert loader._library.__wrapped__() is None
+    monkeypatch.setattr(loader, "library", lambda: None)
     y_base, y_cond, thr, weight = _inputs((2, 4, 3, 3), torch.contiguous_format)
-    assert not native.usable(y_base, y_cond)
+    assert not kernels.usable(y_base, y_cond)
     y, g, _ = cdg_gate(y_base.clone(), y_cond, thr, (1, 1, 1), 4.0)  # (no grad: in place on its input)
     assert torch.equal(y, y_base + g * y_cond) and 0 < g.mean() < 1
 
 
 def test_a_compiler_without_the_vector_flags_gets_the_portable_build(kernel, monkeypatch):
-    real, tried = native._build, []
+    real, tried = loader._build, []
 
     def picky(name, flags):
         tried.append(flags)
@@ -233,14 +236,14 @@ def test_a_compiler_without_the_vector_flags_gets_the_portable_build(kernel, mon
             raise RuntimeError("c++: error: unrecognized command-line option '-mavx2'")
         return real(name, flags)
 
-    monkeypatch.setattr(native, "_build", picky)
+    monkeypatch.setattr(loader, "_build", picky)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    lib = native._library.__wrapped__()
-    assert lib is not None and tried == [native._ARCH_FLAGS["AVX2"], []]
+    lib = loader._library.__wrapped__()
+    assert lib is not None and tried == [loader._ARCH_FLAGS["AVX2"], []]
     assert "cdg_gate_cpu_default_torch" in lib._name
 
 
 def test_the_environment_switch_turns_the_kernels_off(monkeypatch):
-    monkeypatch.setenv(native.ENV_SWITCH, "off")
-    assert not native.enabled() and native.library() is None
-    assert not native.usable(torch.zeros(2, 3, 4, 4))
+    monkeypatch.setenv(loader.ENV_SWITCH, "off")
+    assert not loader.enabled() and loader.library() is None
+    assert not kernels.usable(torch.zeros(2, 3, 4, 4))

@@ -1,32 +1,23 @@
 """Gated training: config checks, every gate method in every SSL method, exact resume, target control, traces."""
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
 from cdg.config import load_config
-from cdg.gating.layers import full_resolution_mask, gated_layers
-from cdg.gating.training import (
-    GateController,
-    calibrate,
-    conv_inventory,
-    gate_for,
-    measured_ratio,
-)
+from cdg.gating.base import gated_layers
+from cdg.gating.calibration import calibrate, measured_ratio
+from cdg.gating.controller import GateController
+from cdg.gating.selection import gate_for
+from cdg.tracing.inventory import conv_inventory
 from cdg.models.resnet import ConvSpec
 from cdg.run.trainer import Trainer
 from cdg.train import main
 from hwsim.trace import load_trace
 
-from tests.cdg.helpers import TINY, records
-
-
-def gated(tmp_path, name, *extra):
-    return [*TINY, f"run.dir={tmp_path}", f"run.name={name}", "train.epochs=3", "gate.warmup_epochs=1",
-            "gate.ramp_epochs=1", "gate.trace_images=8", *extra]
+from tests.cdg.gating.helpers import gated
+from tests.cdg.helpers import records
 
 
 def test_selection_follows_the_config():
@@ -149,7 +140,7 @@ def test_calibrate_bisects_a_monotone_ratio(tmp_path):
 
 
 def test_calibrate_keeps_the_closest_shift_when_no_layer_explains_the_jump(tmp_path, monkeypatch):
-    import cdg.gating.training as training
+    import cdg.gating.calibration as calibration
 
     cfg = load_config(None, gated(tmp_path, "jump", "gate.method=cdg", "gate.target_density=0.5"))
     backbone = Trainer(cfg, tmp_path, resume=False).model.backbone
@@ -159,9 +150,9 @@ def test_calibrate_keeps_the_closest_shift_when_no_layer_explains_the_jump(tmp_p
     def step_macs(bb, images, infos, batch=256):  # network ratio jumps from 0.8 to 0.45 at a shift of 1.3
         return {"all": 0.8 if float(first.threshold[0].detach()) - start < 1.3 else 0.45}
 
-    monkeypatch.setattr(training, "measured_layer_macs", step_macs)
+    monkeypatch.setattr(calibration, "measured_layer_macs", step_macs)
     one_mac = SimpleNamespace(name="all", dense_macs=1)  # one image of one dense MAC: MACs = ratio
-    result = training.calibrate(backbone, torch.zeros(1), [one_mac], 0.5)
+    result = calibration.calibrate(backbone, torch.zeros(1), [one_mac], 0.5)
     assert result.ratio_before == 0.8 and result.ratio_after == 0.45  # the closest ratio any shift gives
     assert step_macs(backbone, None, None)["all"] == result.ratio_after  # and the gates are left there
     assert float(first.threshold[0].detach()) - start == pytest.approx(result.shift)
@@ -196,42 +187,6 @@ def test_calibrate_holds_a_layer_whose_gates_all_flip_together(tmp_path):
     assert layer.record.mask.min() == 1  # the held layer is on everywhere, on every image
 
 
-def test_trace_round_trips_the_real_masks(tmp_path):
-    main(gated(tmp_path, "tr", "gate.method=cdg", "gate.target_reduction=1.6", "gate.channel_block=2"))
-    run = tmp_path / "tr"
-    trace = load_trace(run / "trace")
-    assert trace.n_mask_images == 8
-    payload = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
-    cfg = load_config(None, gated(tmp_path, "tr", "gate.method=cdg", "gate.target_reduction=1.6", "gate.channel_block=2"))
-    trainer = Trainer(cfg, run, resume=True)  # loads the calibrated final weights
-    assert all(torch.equal(v, payload["model"][k]) for k, v in trainer.model.state_dict().items())
-    backbone = trainer.model.backbone.eval()
-    from cdg.run.builders import build_eval_augment
-
-    transform = build_eval_augment(cfg, trainer.sources.test.mean, trainer.sources.test.std)
-    images, _ = next(trainer.sources.test.iter_batches([torch.arange(8)]))
-    with torch.no_grad():
-        backbone(transform(images))
-    for name, layer in gated_layers(backbone):
-        expected = full_resolution_mask(layer.record).numpy()
-        assert np.array_equal(trace.layer(name).gate_masks(), expected), name
-    assert trace.layer("conv1").spec.gate is None and trace.layer("conv1").act_masks.shape[0] == 8
-    computation = records(run, "computation")[0]
-    assert computation["dense_macs"] == sum(layer.spec.dense_macs for layer in trace.layers)
-    summary = json.loads((run / "summary.json").read_text())
-    assert summary["reduction"] == pytest.approx(computation["reduction"])
-
-
-def test_trace_cli_rewrites_the_trace(tmp_path):
-    from cdg.trace import main as trace_main
-
-    main([*TINY, f"run.dir={tmp_path}", "run.name=dense", "gate.trace_images=4"])
-    report = trace_main(["--run", str(tmp_path / "dense"), "--images", "2"])
-    assert report["reduction"] == pytest.approx(1.0)
-    assert load_trace(tmp_path / "dense" / "trace").n_mask_images == 0  # dense: no gate masks
-    assert load_trace(tmp_path / "dense" / "trace").layer("conv1").act_masks.shape[0] == 2
-
-
 def test_gated_ddp_two_gloo_processes(tmp_path):
     from tests.cdg.helpers import run_cli
 
@@ -245,32 +200,6 @@ def test_gated_ddp_two_gloo_processes(tmp_path):
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert abs(summary["reduction"] - 1.6) / 1.6 < 0.05
     assert load_trace(tmp_path / "ddp" / "trace").n_mask_images == 8
-
-
-@pytest.mark.parametrize("gate", ["fbs", "dgnet", "cgnet"])
-def test_baseline_runs_finish_with_a_trace_hwsim_can_simulate(tmp_path, gate):
-    from hwsim import api
-
-    summary = main(gated(tmp_path, gate, f"gate.method={gate}", "gate.target_reduction=1.6",
-                         *(["gate.spatial_block=2"] if gate == "dgnet" else [])))
-    assert abs(summary["reduction"] - 1.6) / 1.6 < 0.1
-    trace = load_trace(tmp_path / gate / "trace")
-    gated_specs = [layer.spec for layer in trace.layers if layer.spec.gate is not None]
-    assert gated_specs
-    if gate in ("fbs", "dgnet"):
-        assert all(spec.gate.base_channels == 0 for spec in gated_specs)
-    config = api.load_config(Path(__file__).resolve().parent.parent / "accel_configs" / "systolic_32x32_os.yaml")
-    sparse, dense = api.simulate_trace(trace, config), api.simulate_trace(trace, config, dense=True)
-    assert sparse.totals()["cycles"] <= dense.totals()["cycles"]
-
-
-def test_trace_cli_bad_image_count_is_a_one_line_error(tmp_path):
-    from tests.cdg.helpers import run_cli
-
-    main([*TINY, f"run.dir={tmp_path}", "run.name=dense", "train.epochs=1", "optim.warmup_epochs=0",
-          "gate.trace_images=2"])
-    result = run_cli("-m", "cdg.trace", "--run", str(tmp_path / "dense"), "--images", "-3")
-    assert result.returncode == 2 and "gate.trace_images" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_fbs_top_k_follows_the_target_ramp_instead_of_jumping(tmp_path):

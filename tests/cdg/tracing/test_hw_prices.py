@@ -6,15 +6,16 @@ import pytest
 
 from cdg.config import load_config
 from hwsim.trace.errors import UserError
-from cdg.gating.hw_aware import layer_weights
-from cdg.gating.layers import gated_layers
-from cdg.gating.training import conv_inventory, shift_gates
+from cdg.gating.base import gated_layers
+from cdg.gating.controller import shift_gates
+from cdg.tracing.hw_prices import layer_weights
+from cdg.tracing.inventory import conv_inventory
 from cdg.run.builders import build_model
 from cdg.train import main
 
 from tests.cdg.helpers import TINY
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[3]
 COMPACT = str(ROOT / "accel_configs" / "systolic_32x32_os_compact.yaml")
 
 

@@ -1,4 +1,5 @@
-"""Layer level of CDG and the dynamic-pruning baselines (cdg.gating): maths, accounting, plumbing."""
+"""The gated layers of every method (cdg.gating.methods, split, predictor, ops): exactness against their
+definitions, gradients, DDP, precision, layout and torch.compile."""
 from __future__ import annotations
 
 import copy
@@ -8,57 +9,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
-from hwsim.trace.errors import UserError
-from cdg.gating import (
-    GateRecord,
-    GateSpec,
-    build_gated_conv,
-    cdg_saliency,
-    collect_records,
-    count_effective_macs,
-    decision_grid,
-    default_selection,
-    dense_conv_macs,
-    full_resolution_mask,
-    gated_conv_factory,
-    gated_layers,
-    set_gating,
-    validate_gate,
-)
-from cdg.gating.accounting import conv_out_hw
-from cdg.gating.layers import block_weights, cdg_decisions, cdg_gate, expand_decisions, spatial_fraction
-import cdg.gating.layers as gating_layers
-from cdg.gating import native
-from cdg.models.resnet import ConvSpec, ResNet
+from cdg.gating.base import full_resolution_mask
+from cdg.gating.methods.cdg import cdg_decisions, cdg_gate, cdg_saliency
+import cdg.gating.methods.cdg as cdg_method
+from cdg.gating.ops import block_weights, expand_decisions, spatial_fraction
 
-METHODS = ("cdg", "cgnet", "fbs", "dgnet")
-
-
-@pytest.fixture(params=["native", "torch"])
-def gate_backend(request, monkeypatch):
-    """Runs a test with CDG's fused CPU kernel (``cdg.gating.native``) and with the eager torch path."""
-    if request.param == "torch":
-        monkeypatch.setenv(native.ENV_SWITCH, "0")
-    else:
-        monkeypatch.delenv(native.ENV_SWITCH, raising=False)
-        if native.library() is None:
-            pytest.skip("the fused CPU gate kernel cannot be built here (test_native_gate checks where it must)")
-    return request.param
-
-
-def spec_of(c_in=8, c_out=8, stride=1, k=3, name="layer1.0.conv1"):
-    return ConvSpec(name, c_in, c_out, k, stride, k // 2, "conv")
-
-
-def make(method="cdg", c_in=8, c_out=8, stride=1, **gate):
-    torch.manual_seed(0)
-    return build_gated_conv(spec_of(c_in, c_out, stride), GateSpec(method, **gate))
-
-
-def dense_out(layer, x):
-    return F.conv2d(x, layer.weight, None, layer.stride, layer.padding)
+from tests.cdg.gating.helpers import METHODS, dense_out, make
 
 
 # ----------------------------------------------------------------------------- exactness
@@ -167,7 +124,7 @@ def test_fused_cdg_backward_equals_autograd_of_the_straight_through_definition(
     """The fused node's gradients, whether the density term reaches it through its ρ output or
     through g, in one chunk or (``CHUNK_BYTES`` tiny) one sample at a time."""
     if chunked:
-        monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(cdg_method, "CHUNK_BYTES", 1)
     torch.manual_seed(2)
     n, c = 3, 8
     y_base = torch.randn(n, c, *hw).contiguous(memory_format=layout).requires_grad_()
@@ -199,10 +156,10 @@ def test_fused_cdg_gate_on_bfloat16_partial_sums_matches_float32_autograd(block,
     float32, and the gradients (lean float32-scratch backward for S = b = 1) agree with float32
     autograd of the definition to bfloat16 precision."""
     if chunked:
-        monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+        monkeypatch.setattr(cdg_method, "CHUNK_BYTES", 1)
     lean_calls = []
-    lean = gating_layers._CDGGate._backward_lean
-    monkeypatch.setattr(gating_layers._CDGGate, "_backward_lean", staticmethod(
+    lean = cdg_method._CDGGate._backward_lean
+    monkeypatch.setattr(cdg_method._CDGGate, "_backward_lean", staticmethod(
         lambda *args: lean_calls.append(1) or lean(*args)))
     torch.manual_seed(5)
     n, c, hw = 4, 8, (6, 5)
@@ -230,7 +187,7 @@ def test_fused_cdg_gate_on_bfloat16_partial_sums_matches_float32_autograd(block,
 
 @pytest.mark.parametrize("needs", ["base", "cond", "threshold"])
 def test_fused_cdg_backward_with_only_some_inputs_needing_gradients(needs, monkeypatch, gate_backend):
-    monkeypatch.setattr(gating_layers, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(cdg_method, "CHUNK_BYTES", 1)
     torch.manual_seed(3)
     y_base, y_cond, thr = torch.randn(3, 4, 5, 5), torch.randn(3, 4, 5, 5), 0.3 * torch.randn(4)
     leaf = {"base": y_base, "cond": y_cond, "threshold": thr}[needs].requires_grad_()
@@ -320,191 +277,6 @@ def test_soft_density_is_the_hard_density_in_the_forward():
     assert rec.soft_density.requires_grad
 
 
-# ----------------------------------------------------------------------------- accounting
-
-
-def brute_force_macs(mask, spec, gate, in_hw):
-    """Per image, by looping over every output element of the full-resolution mask."""
-    h_out, w_out = conv_out_hw(spec, *in_hw)
-    d, h_d, w_d = decision_grid(spec, gate, (h_out, w_out))
-    s = spec.out_channels // d
-    bh, bw = -(-h_out // h_d), -(-w_out // w_d)  # (ragged) block size along each axis
-    if gate.method == "fbs":
-        bh, bw = h_out, w_out
-    k2 = spec.kernel_size**2
-    per_out = spec.in_channels - math.ceil(spec.in_channels / gate.groups) if gate.method in ("cdg", "cgnet") else spec.in_channels
-    counts = []
-    for n in range(mask.shape[0]):
-        on = 0
-        for c, i, j in itertools.product(range(spec.out_channels), range(h_out), range(w_out)):
-            on += int(mask[n, c // s, i // bh, j // bw] != 0)
-        counts.append(on * per_out * k2)
-    return counts
-
-
-ACCOUNTING_CASES = [  # method, gate kwargs, C_in, C_out, stride, input size
-    ("cdg", dict(groups=4, channel_block=1, spatial_block=1), 8, 8, 1, 5),
-    ("cdg", dict(groups=2, channel_block=4, spatial_block=2), 6, 8, 2, 9),  # 5x5 output, ragged 2x2 blocks
-    ("cdg", dict(groups=3, channel_block=8, spatial_block=3), 7, 8, 1, 7),
-    ("cdg", dict(groups=1, channel_block=2, spatial_block=4), 4, 6, 2, 6),  # G=1, one ragged block row
-    ("cgnet", dict(groups=4), 8, 4, 2, 7),
-    ("fbs", dict(keep_ratio=0.4), 5, 6, 1, 4),
-    ("dgnet", dict(spatial_block=3), 5, 4, 2, 11),
-]
-
-
-@pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
-def test_effective_macs_match_a_brute_force_count_on_random_masks(method, gate, c_in, c_out, stride, size):
-    spec, gspec = spec_of(c_in, c_out, stride), GateSpec(method, **gate)
-    validate_gate(spec, gspec)
-    out_hw = conv_out_hw(spec, size, size)
-    grid = decision_grid(spec, gspec, out_hw)
-    mask = (torch.rand(3, *grid, generator=torch.Generator().manual_seed(3)) > 0.5).float()
-    macs = count_effective_macs(mask, spec, gspec, (size, size))
-    assert macs["conditional"].tolist() == brute_force_macs(mask, spec, gspec, (size, size))
-    assert torch.equal(macs["total"], macs["base"] + macs["conditional"] + macs["gate"] + macs["predictor"])
-    if method in ("cdg", "cgnet"):
-        c_b = math.ceil(c_in / gspec.groups)
-        assert macs["base"].tolist() == [c_out * out_hw[0] * out_hw[1] * c_b * 9] * 3
-        assert (macs["predictor"] == 0).all()
-        all_on = count_effective_macs(torch.ones_like(mask), spec, gspec, (size, size))
-        assert (all_on["base"] + all_on["conditional"]).tolist() == [dense_conv_macs(spec, size, size)] * 3
-    else:
-        assert (macs["base"] == 0).all() and (macs["predictor"] > 0).all()
-
-
-@pytest.mark.parametrize("method, gate, c_in, c_out, stride, size", ACCOUNTING_CASES)
-def test_layer_records_count_what_the_forward_computed(method, gate, c_in, c_out, stride, size):
-    torch.manual_seed(4)
-    layer = build_gated_conv(spec_of(c_in, c_out, stride), GateSpec(method, init_threshold=0.0, **gate))
-    layer(torch.randn(2, c_in, size, size))
-    rec = layer.record
-    on = full_resolution_mask(rec)
-    assert on.shape == (2, c_out, *conv_out_hw(layer.spec, size, size))
-    per_out = c_in - layer.base_channels if method in ("cdg", "cgnet") else c_in
-    assert rec.macs["conditional"].tolist() == (on.sum(dim=(1, 2, 3)) * per_out * 9).tolist()
-    assert rec.dense_macs == layer.dense_macs(size, size)
-
-
-def test_full_resolution_mask_expands_channel_and_spatial_blocks():
-    spec, gate = spec_of(4, 6, stride=1), GateSpec("cdg", groups=2, channel_block=3, spatial_block=2)
-    mask = (torch.rand(2, 2, 3, 2, generator=torch.Generator().manual_seed(5)) > 0.5).float()
-    rec = GateRecord(
-        mask=mask, soft_density=torch.tensor(0.0), soft_density_per_sample=torch.zeros(2), threshold_term=None,
-        saliency_mean=None, spec=spec, gate=gate, in_hw=(5, 3), out_hw=(5, 3), gated=True,
-    )
-    full = full_resolution_mask(rec)
-    assert full.shape == (2, 6, 5, 3) and full.dtype == torch.bool
-    for n, c, i, j in itertools.product(range(2), range(6), range(5), range(3)):
-        assert full[n, c, i, j] == bool(mask[n, c // 3, i // 2, j // 2])
-
-
-def test_dense_macs_agree_with_torch_flop_counter_over_a_gated_resnet18():
-    x = torch.randn(1, 3, 16, 16)
-    torch.manual_seed(0)
-    dense = ResNet("resnet18", width=0.125)
-    torch.manual_seed(0)
-    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg"))))
-    assert len(gated_layers(gated)) == 16
-
-    in_hw: dict[str, tuple[int, int]] = {}
-    hooks = [
-        m.register_forward_pre_hook(lambda mod, inp, name=name: in_hw.__setitem__(name, tuple(inp[0].shape[-2:])))
-        for name, m in gated.named_modules()
-        if isinstance(m, torch.nn.Conv2d)
-    ]
-    counts = {}
-    for key, net in (("dense", dense), ("gated", gated)):
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            net(x)
-        counts[key] = counter.get_total_flops()
-    for h in hooks:
-        h.remove()
-    modules = dict(gated.named_modules())
-    ours = sum(dense_conv_macs(_spec(modules[n], n), *hw) for n, hw in in_hw.items())
-    assert counts["dense"] == counts["gated"] == 2 * ours  # the split costs no extra FLOPs
-    set_gating(gated, False)
-    gated(x)
-    for name, rec in collect_records(gated).items():
-        assert rec.macs["base"] + rec.macs["conditional"] == modules[name].dense_macs(*rec.in_hw)
-
-
-def _spec(module, name):
-    if hasattr(module, "spec"):
-        return module.spec
-    return ConvSpec(name, module.in_channels, module.out_channels, module.kernel_size[0], module.stride[0], module.padding[0], "conv")
-
-
-# ----------------------------------------------------------------------------- validation and construction
-
-
-@pytest.mark.parametrize(
-    "spec, gate, message",
-    [
-        (spec_of(8, 16), GateSpec("cdg", channel_block=3), "gate.channel_block=3 does not divide C_out=16 of layer layer1.0.conv1"),
-        (spec_of(4, 8), GateSpec("cdg", groups=8), "gate.groups=8 exceeds C_in=4 of layer layer1.0.conv1"),
-        (spec_of(4, 8), GateSpec("cgnet", groups=5), "gate.groups"),
-        (spec_of(), GateSpec("skipnet"), "gate.method"),
-        (spec_of(), GateSpec("cdg", spatial_block=0), "gate.spatial_block"),
-        (spec_of(), GateSpec("cgnet", channel_block=2), "gate.channel_block"),
-        (spec_of(), GateSpec("fbs", spatial_block=2), "gate.spatial_block"),
-        (spec_of(), GateSpec("fbs", keep_ratio=0.0), "gate.keep_ratio"),
-        (spec_of(), GateSpec("cdg", sharpness=-1.0), "gate.sharpness"),
-    ],
-)
-def test_validate_gate_raises_user_errors_naming_the_field(spec, gate, message):
-    with pytest.raises(UserError, match=message.replace(".", r"\.")):
-        validate_gate(spec, gate)
-    with pytest.raises(UserError, match=message.replace(".", r"\.")):
-        build_gated_conv(spec, gate)
-
-
-def test_factory_errors_name_the_failing_layer():
-    with pytest.raises(UserError, match=r"gate\.channel_block=3 does not divide C_out=16 of layer layer1\.0\.conv1"):
-        ResNet("resnet18", width=0.25, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg", channel_block=3))))
-
-
-def test_default_selection_gates_only_the_3x3_block_convs():
-    select = default_selection(GateSpec("cgnet"))
-    net50 = ResNet("resnet50", width=0.125, conv_factory=gated_conv_factory(select))
-    assert [n for n, _ in gated_layers(net50)] == [
-        n for n, m in net50.named_modules() if n.endswith("conv2") and isinstance(m, torch.nn.Conv2d)
-    ]
-    assert select(ConvSpec("conv1", 3, 8, 3, 1, 1, "stem")) is None
-    assert select(ConvSpec("layer2.0.shortcut.0", 8, 16, 1, 2, 0, "shortcut")) is None
-
-
-def test_gated_backbone_keeps_dense_init_and_checkpoint_keys():
-    torch.manual_seed(0)
-    dense = ResNet("resnet18", width=0.125)
-    torch.manual_seed(0)
-    gated = ResNet("resnet18", width=0.125, conv_factory=gated_conv_factory(default_selection(GateSpec("cdg"))))
-    dense_sd, gated_sd = dense.state_dict(), gated.state_dict()
-    assert set(gated_sd) - set(dense_sd) == {f"{n}.threshold" for n, _ in gated_layers(gated)}
-    for key, value in dense_sd.items():  # same RNG stream: identical initial weights
-        assert torch.equal(value, gated_sd[key]), key
-    gated(torch.randn(2, 3, 8, 8))
-    clone = copy.deepcopy(gated)  # records hold graph tensors; deepcopy must not touch them
-    assert all(layer.record is None for _, layer in gated_layers(clone))
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_eval_is_deterministic_and_per_sample(method):
-    layer = make(method, **({"spatial_block": 2} if method in ("cdg", "dgnet") else {}))
-    x = torch.randn(4, 8, 6, 6)
-    layer.train()
-    layer(x)  # (cgnet: updates its running statistics)
-    layer.eval()
-    with torch.no_grad():
-        y = layer(x)
-        mask = layer.record.mask.clone()
-        y_again = layer(x)
-        assert torch.equal(y, y_again) and torch.equal(mask, layer.record.mask)
-        y_one = layer(x[1:2])  # no batch statistics in eval: a sample's output is its own
-    torch.testing.assert_close(y_one, y[1:2])
-    torch.testing.assert_close(layer.record.mask, mask[1:2])
-
-
 # ----------------------------------------------------------------------------- precision, layout, compile
 
 
@@ -577,7 +349,7 @@ def test_torch_compile_of_an_unstructured_cdg_layer_in_eval_keeps_to_torch_ops(g
 
 def _tiny_gated_backbone(method):
     from cdg.config import load_config
-    from cdg.gating.training import build_gated_backbone
+    from cdg.gating.selection import build_gated_backbone
 
     torch.manual_seed(0)
     cfg = load_config(None, ["data.image_size=8", "model.width=0.125", f"gate.method={method}",
@@ -605,4 +377,3 @@ def test_fbs_and_dgnet_zeros_reach_the_next_conv_whatever_the_batchnorm(method):
     off = ~full_resolution_mask(block.conv1.record)
     assert off.any()
     assert bool((inputs["x"][off] == 0).all())
-

@@ -1,0 +1,1 @@
+"""The gate methods, one module each (registered by name in ``cdg.gating.registry``)."""
