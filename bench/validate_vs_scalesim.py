@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import warnings
-from pathlib import Path
 
 from hwsim.config import parse_config
 from hwsim.models.systolic.scalesim_ref import run_scalesim

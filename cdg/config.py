@@ -15,22 +15,18 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from cdg.data.augment_config import AugmentConfig
 from cdg.data.catalog import DATASETS, DEFAULT_IMAGE_SIZE
 from cdg.methods.registry import METHOD_SPECS
 from cdg.gating import registry as gate_methods
+from cdg.sections import Section
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import load_yaml
 
 DatasetName = Literal[DATASETS]
-
-
-class Section(BaseModel):
-    """Strict section: unknown keys and wrong types are errors, never ignored."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(Section):
@@ -39,16 +35,6 @@ class DataConfig(Section):
     image_size: Optional[int] = Field(None, gt=0, description="training crop size; null = 16 digits, 32 CIFAR, 224 ImageNet-100")
     download: bool = Field(False, description="let torchvision download CIFAR when online")
     num_workers: int = Field(0, ge=0, description="DataLoader workers for image-folder data (ImageNet-100)")
-
-
-class AugmentConfig(Section):
-    crop_min_scale: Optional[float] = Field(None, gt=0, le=1, description="RandomResizedCrop min area; null = method preset")
-    hflip: bool = Field(True, description="random horizontal flip")
-    jitter_strength: float = Field(1.0, ge=0, description="multiplies the colour-jitter magnitudes")
-    jitter_prob: float = Field(0.8, ge=0, le=1)
-    grayscale_prob: float = Field(0.2, ge=0, le=1)
-    blur: Literal["auto", "on", "off"] = Field("auto", description="Gaussian blur; auto = on for images >= 64 px")
-    solarize: Literal["auto", "off"] = Field("auto", description="solarize where the method uses it (BYOL)")
 
 
 class ModelConfig(Section):

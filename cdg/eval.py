@@ -12,7 +12,8 @@ from pathlib import Path
 
 from cdg.run.builders import load_sources, load_trained
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
-from cdg.run.rundir import INTERRUPTED, METRICS_FILE, MetricsLog, checkpoint_path
+from cdg.run.rundir import INTERRUPTED, MetricsLog, checkpoint_path
+from hwsim.trace.layout import METRICS_FILE
 from hwsim.trace.errors import cli_entry
 
 

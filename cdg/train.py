@@ -18,7 +18,6 @@ from cdg.config import Config, apply_overrides, build_config, load_config, resol
 from cdg import distributed
 from cdg.run.rundir import (
     INTERRUPTED,
-    SUMMARY_FILE,
     check_resume_config,
     checkpoint_path,
     create_run_dir,
@@ -26,6 +25,7 @@ from cdg.run.rundir import (
 )
 from cdg.run.trainer import Trainer
 from hwsim.trace.errors import UserError, cli_entry
+from hwsim.trace.layout import SUMMARY_FILE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

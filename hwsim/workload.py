@@ -9,7 +9,7 @@ padding p and ``groups`` becomes, per group and per image, the GEMM
 
 with the im2col operand ifmap[p, j] = x_padded[c(j), oy(p)*sh + r(j), ox(p)*sw + s(j)].
 Window index ``j`` runs (r, s, c) with c fastest, as in SCALE-Sim. A linear layer is the
-1 x 1 case with E = 1. A gated layer (DESIGN.md section 1) splits K into the base part
+1 x 1 case with E = 1. A gated layer (docs/algorithm.md) splits K into the base part
 K_b = kh*kw*base_channels, always computed, and the conditional rest K_c = K - K_b, computed
 only for outputs whose gate is on; the array orders the reduction base-first.
 

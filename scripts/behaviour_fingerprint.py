@@ -33,6 +33,9 @@ RUNS = {
 # fields that are wall-clock measurements or absolute paths, not results
 VOLATILE = {"img_per_s", "time_s", "elapsed_s", "wall_s", "seconds", "created", "run_dir", "path"}
 COMMITTED_TRACE = Path("tests/data/cdg_digits_trace")
+# checkpoint entries that differ between any two runs of the same code: Python's and numpy's global
+# RNG states are never seeded by cdg (nothing draws from them), and run.dir is where the run was put
+UNSEEDED = {"/rng/python", "/rng/numpy", "/config/run/dir"}
 
 
 def sha(data: bytes) -> str:
@@ -52,6 +55,8 @@ def tensor_digests(obj, prefix: str = "") -> dict[str, str]:
     import torch
 
     out: dict[str, str] = {}
+    if prefix in UNSEEDED:
+        return out
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
         out[prefix] = sha(str((t.dtype, tuple(t.shape))).encode() + t.view(-1).view(torch.uint8).numpy().tobytes()
@@ -86,7 +91,8 @@ def train(name: str, overrides: list[str], tmp: Path, env: dict) -> dict:
     ckpt = torch.load(rd / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     metrics = [strip_volatile(json.loads(line)) for line in (rd / "metrics.jsonl").read_text().splitlines() if line]
     out = {
-        "checkpoint": sha(json.dumps(tensor_digests(ckpt), sort_keys=True).encode()),
+        "checkpoint": {group: sha(json.dumps(tensor_digests(value, f"/{group}"), sort_keys=True).encode())
+                       for group, value in sorted(ckpt.items())},
         "metrics": sha(json.dumps(metrics, sort_keys=True).encode()),
         "summary": strip_volatile(json.loads((rd / "summary.json").read_text())),
         "trace": file_digests(rd / "trace"),

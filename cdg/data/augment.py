@@ -9,7 +9,7 @@ colour jitter, blur and solarize probabilities per view) follow the published re
 All methods flip horizontally with p = 0.5. Gaussian blur (kernel about 10 % of the image side,
 sigma in (0.1, 2.0)) is on only for images of at least 64 px by default: the CIFAR recipes of
 SimCLR and its successors leave it out for 32 px images. The config's ``aug`` section
-(``cdg.config.AugmentConfig``) overrides the presets.
+(``cdg.data.augment_config.AugmentConfig``) overrides the presets.
 
 ``build_eval_transform`` is the deterministic counterpart for evaluation: uint8 to float, a
 centre crop (after a resize where needed) to the network size, normalisation.
@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from cdg.config import AugmentConfig
+from cdg.data.augment_config import AugmentConfig
 from cdg.methods.registry import METHOD_SPECS
 from hwsim.trace.errors import UserError
 

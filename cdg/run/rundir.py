@@ -15,7 +15,7 @@ from typing import Any
 from cdg.config import Config, build_config, config_diff, read_yaml, resolve, to_yaml
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import atomic_write_text
-from hwsim.trace.layout import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE, SUMMARY_FILE
+from hwsim.trace.layout import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
 
 # what a Ctrl-C prints in the cdg CLIs: checkpoints are written atomically, so the last one is whole
 INTERRUPTED = "interrupted: the last checkpoint is intact; continue with --resume"

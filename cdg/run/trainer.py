@@ -21,7 +21,8 @@ from cdg.run.builders import build_augment, build_eval_augment, build_model, loa
 from cdg.run.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.optim import build_optimizer, build_scheduler
-from cdg.run.rundir import METRICS_FILE, SUMMARY_FILE, MetricsLog, checkpoint_path
+from cdg.run.rundir import MetricsLog, checkpoint_path
+from hwsim.trace.layout import METRICS_FILE, SUMMARY_FILE
 from cdg.gating.calibration import calibrate
 from cdg.gating.controller import GateController
 from cdg.tracing.measure import trace_run

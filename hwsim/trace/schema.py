@@ -41,7 +41,7 @@ def positive_int(value: Any, src: str, fld: str, minimum: int = 1) -> int:
 
 @dataclass(frozen=True)
 class GateGrid:
-    """Gate configuration of a gated conv (DESIGN.md section 1).
+    """Gate configuration of a gated conv (docs/algorithm.md, the gated convolution).
 
     ``G``: the base part is ``base_channels`` (default ``C_in // G``) of the input channels,
     always computed; ``S``: output channels per saliency block (one decision per S consecutive
