@@ -13,7 +13,8 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # `path/inside/the/repo.ext` in backticks, starting at a top-level folder of the repository
 TOP = ("cdg", "hwsim", "analysis", "bench", "scripts", "tests", "docs", "configs", "accel_configs", ".ci")
 PATH = re.compile(r"`((?:%s)/[\w./-]*\w)`" % "|".join(re.escape(t) for t in TOP))
-GENERATED = ("runs/", "sweeps/")
+GENERATED = ("runs/", "sweeps/")  # written by the commands, not part of a checkout
+BUILD = "__pycache__"
 
 
 def _ids(paths):
@@ -36,7 +37,7 @@ def test_relative_links_resolve_inside_the_repository(doc):
 def test_named_repository_paths_exist(doc):
     bad = []
     for name in PATH.findall(doc.read_text(encoding="utf-8")):
-        if any(ch in name for ch in "*<>{}") or name.startswith(GENERATED):
+        if any(ch in name for ch in "*<>{}") or name.startswith(GENERATED) or BUILD in name:
             continue  # a pattern or a placeholder, not one path
         if not (ROOT / name).exists():
             bad.append(name)
