@@ -80,7 +80,9 @@ def layout(n: int, split: str, seed: int = CLUTTER_SEED, indices: np.ndarray | N
     if split not in SPLIT_IDS:
         raise UserError(f"unknown split {split!r}: valid splits are {', '.join(SPLIT_IDS)}")
     if n < 2:
-        raise UserError(f"fashion_mnist_cluttered needs at least 2 items per split (clutter comes from others), got {n}")
+        raise UserError(
+            f"fashion_mnist_cluttered needs at least 2 items per split (clutter comes from others), got {n}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UserError(f"clutter seed must be a non-negative integer, got {seed!r}")
     idx = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -136,7 +138,9 @@ def render(images: np.ndarray, plan: Layout) -> np.ndarray:
     return canvas
 
 
-def generate_cluttered(images: np.ndarray, split: str, seed: int = CLUTTER_SEED, indices: np.ndarray | None = None) -> np.ndarray:
+def generate_cluttered(
+    images: np.ndarray, split: str, seed: int = CLUTTER_SEED, indices: np.ndarray | None = None
+) -> np.ndarray:
     """The cluttered canvases of images ``indices`` (default: all) of a split whose items are ``images``."""
     return render(images, layout(len(images), split, seed, indices))
 
@@ -147,7 +151,9 @@ def _canvases(key: tuple, split: str, image_size: int) -> np.ndarray:
     return fashion_mnist.resize(generate_cluttered(images, split), image_size)
 
 
-def load_cluttered_source(split: str, data_dir: str | Path | None, download: bool, image_size: int) -> TensorImageSource:
+def load_cluttered_source(
+    split: str, data_dir: str | Path | None, download: bool, image_size: int
+) -> TensorImageSource:
     key = fashion_mnist.files_key(data_dir, download)
     train = _canvases(key, "train", image_size)
     images = train if split == "train" else _canvases(key, "test", image_size)
