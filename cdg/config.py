@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_core import PydanticCustomError
 
 from cdg.data.augment_config import AugmentConfig
-from cdg.data.catalog import DATASETS, DEFAULT_IMAGE_SIZE
+from cdg.data.catalog import DATASETS, DEFAULT_IMAGE_SIZE, NEEDS_DATA_DIR
 from cdg.methods.registry import METHOD_SPECS
 from cdg.gating import registry as gate_methods
 from cdg.sections import Section
@@ -30,10 +30,10 @@ DatasetName = Literal[DATASETS]
 
 
 class DataConfig(Section):
-    dataset: DatasetName = Field("digits", description="digits (bundled, offline) | cifar10 | cifar100 | imagenet100")
-    data_dir: Optional[str] = Field(None, description="root folder of the data set (not needed for digits)")
-    image_size: Optional[int] = Field(None, gt=0, description="training crop size; null = 16 digits, 32 CIFAR, 224 ImageNet-100")
-    download: bool = Field(False, description="let torchvision download CIFAR when online")
+    dataset: DatasetName = Field("digits", description="digits (bundled, offline) | cifar10 | cifar100 | imagenet100 | fashion_mnist | fashion_mnist_cluttered")
+    data_dir: Optional[str] = Field(None, description="root folder of the data set (not needed for digits; fashion_mnist*: null = Debian's /usr/share/datasets/fashion-mnist)")
+    image_size: Optional[int] = Field(None, gt=0, description="training crop size; null = 16 digits, 32 CIFAR and fashion_mnist, 48 fashion_mnist_cluttered, 224 ImageNet-100")
+    download: bool = Field(False, description="let torchvision download CIFAR or Fashion-MNIST into data.data_dir when online")
     num_workers: int = Field(0, ge=0, description="DataLoader workers for image-folder data (ImageNet-100)")
 
 
@@ -209,7 +209,7 @@ def resolve(cfg: Config) -> Config:
         cfg.optim.lr = lr
     if cfg.optim.weight_decay is None:
         cfg.optim.weight_decay = wd
-    if cfg.data.dataset != "digits" and not cfg.data.data_dir:
+    if cfg.data.dataset in NEEDS_DATA_DIR and not cfg.data.data_dir:
         raise UserError(f"data.data_dir is required for data.dataset={cfg.data.dataset}")
     if cfg.optim.warmup_epochs >= cfg.train.epochs and cfg.optim.warmup_epochs > 0:
         raise UserError(

@@ -14,13 +14,20 @@ Data sets:
   split (``random_state=0``).
 - ``cifar10`` / ``cifar100``: torchvision's readers of the python-pickle release,
   the whole uint8 array in memory.
+- ``fashion_mnist``: torchvision's ``FashionMNIST`` reader of the IDX files (Debian's
+  ``dataset-fashion-mnist`` by default), the standard 60k/10k split, 28 px items padded to a
+  32 px frame (resized for other sizes), gray replicated to RGB, in memory
+  (``cdg.data.fashion_mnist``).
+- ``fashion_mnist_cluttered``: each item at a seeded random place on a 48 px canvas among
+  fragments of other items of its split, generated once per process, in memory
+  (``cdg.data.fashion_cluttered``).
 - ``imagenet100``: the 100-class ImageNet subset of CMC (Tian et al., 2019), read
   from an ImageNet folder layout (``train/<wnid>/*.JPEG``, ``val/<wnid>/*.JPEG``)
   and decoded in DataLoader workers to ``stored_size`` (shorter side resized, then
   centre-cropped); labels follow the sorted wnid order, as ``ImageFolder`` gives
   on a folder holding just those classes.
 
-``image_size`` is the network's input size. Digits are stored at that size,
+``image_size`` is the network's input size. Digits and Fashion-MNIST are stored at that size,
 CIFAR at its native 32, ImageNet at ``round(image_size / 0.875)`` (256 for 224) so
 that the on-device random crops and the centre crop of evaluation have a margin.
 """
@@ -34,6 +41,8 @@ import numpy as np
 from cdg.data.catalog import DATASETS, DEFAULT_IMAGE_SIZE
 from cdg.data.cifar import load_cifar_source
 from cdg.data.digits import load_digits_source
+from cdg.data.fashion_cluttered import load_cluttered_source
+from cdg.data.fashion_mnist import load_fashion_mnist_source
 from cdg.data.imagenet import IMAGENET_CROP_FRACTION, load_imagenet100_source
 from cdg.data.sources import ImageSource
 from hwsim.trace.errors import UserError
@@ -44,7 +53,8 @@ SPLITS: tuple[str, ...] = ("train", "test")
 
 
 def default_image_size(name: str) -> int:
-    """The network input size a data set is trained at by default (digits 16, CIFAR 32, ImageNet 224)."""
+    """The network input size a data set is trained at by default (digits 16, CIFAR and Fashion-MNIST 32,
+    cluttered Fashion-MNIST 48, ImageNet 224)."""
     _check_name(name)
     return DEFAULT_IMAGE_SIZE[name]
 
@@ -52,7 +62,7 @@ def default_image_size(name: str) -> int:
 def stored_size_for(name: str, image_size: int) -> int:
     """H = W of the uint8 images a source of ``name`` yields when the network input is ``image_size``."""
     _check_name(name)
-    if name == "digits":
+    if name in ("digits", "fashion_mnist", "fashion_mnist_cluttered"):
         return image_size
     if name in ("cifar10", "cifar100"):
         return 32
@@ -86,9 +96,10 @@ def load_source(
 ) -> ImageSource:
     """Load data set ``name`` (one of :data:`DATASETS`), split ``train`` or ``test``.
 
-    ``data_dir`` is ignored for ``digits`` (bundled with scikit-learn). ``image_size`` is the
-    network input size (default :func:`default_image_size`); see :func:`stored_size_for`.
-    ``download`` applies to CIFAR only. ``classes`` restricts ``imagenet100`` to other wnids
+    ``data_dir`` is ignored for ``digits`` (bundled with scikit-learn); for Fashion-MNIST, None
+    means Debian's ``dataset-fashion-mnist`` location. ``image_size`` is the network input size
+    (default :func:`default_image_size`); see :func:`stored_size_for`. ``download`` applies to
+    CIFAR and Fashion-MNIST. ``classes`` restricts ``imagenet100`` to other wnids
     than the standard 100 (tests, smaller subsets); only those class folders must exist.
     """
     _check_name(name)
@@ -100,4 +111,8 @@ def load_source(
         return load_digits_source(split, size)
     if name in ("cifar10", "cifar100"):
         return load_cifar_source(name, split, data_dir, download)
+    if name == "fashion_mnist":
+        return load_fashion_mnist_source(split, data_dir, download, size)
+    if name == "fashion_mnist_cluttered":
+        return load_cluttered_source(split, data_dir, download, size)
     return load_imagenet100_source(split, data_dir, stored_size_for(name, size), classes)

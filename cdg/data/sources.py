@@ -1,6 +1,6 @@
 """The source interface: a labelled image set read by caller-given index batches, never shuffled and
 never augmented (the training loop owns the sampler; augmentation runs on the device), and the
-in-memory source of digits and CIFAR."""
+in-memory source of digits, CIFAR and Fashion-MNIST."""
 from __future__ import annotations
 
 import abc
@@ -65,7 +65,7 @@ class ImageSource(abc.ABC):
 
 
 class TensorImageSource(ImageSource):
-    """A source held in memory as one uint8 tensor (digits, CIFAR); batches are slices of it."""
+    """A source held in memory as one uint8 tensor (digits, CIFAR, Fashion-MNIST); batches are slices of it."""
 
     def __init__(
         self,
@@ -85,7 +85,10 @@ class TensorImageSource(ImageSource):
             raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         self.name = name
         self.split = split
-        self.images = images.contiguous()
+        # A gray source passes its one channel expanded to three (stride 0): kept as that view, so
+        # the pixels are stored once; index_select still yields contiguous RGB batches.
+        broadcast_gray = images.stride(1) == 0 and images[:, :1].is_contiguous()
+        self.images = images if broadcast_gray else images.contiguous()
         self.labels = labels.to(torch.long).contiguous()
         self.classes = list(classes)
         self.num_classes = len(self.classes)

@@ -13,6 +13,13 @@ def test_defaults_resolve_to_the_digits_run():
     assert cfg.optim.lr is not None and cfg.optim.weight_decay is not None
 
 
+@pytest.mark.parametrize("dataset, size", [("fashion_mnist", 32), ("fashion_mnist_cluttered", 48)])
+def test_fashion_mnist_needs_no_data_dir_and_gets_its_size(dataset, size):
+    # data_dir null means Debian's dataset-fashion-mnist location; the loader says when it is missing
+    cfg = load_config(None, [f"data.dataset={dataset}"])
+    assert cfg.data.data_dir is None and cfg.data.image_size == size and cfg.model.stem == "cifar"
+
+
 def test_overrides_parse_yaml_values():
     assert parse_override("train.epochs=3") == (["train", "epochs"], 3)
     assert parse_override("optim.lr=1e-3") == (["optim", "lr"], 1e-3)

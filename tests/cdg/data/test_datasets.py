@@ -32,11 +32,12 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 def test_names_and_default_sizes():
-    assert DATASETS == ("digits", "cifar10", "cifar100", "imagenet100")
-    assert [default_image_size(n) for n in DATASETS] == [16, 32, 32, 224]
+    assert DATASETS == ("digits", "cifar10", "cifar100", "imagenet100", "fashion_mnist", "fashion_mnist_cluttered")
+    assert [default_image_size(n) for n in DATASETS] == [16, 32, 32, 224, 32, 48]
     assert stored_size_for("imagenet100", 224) == 256
     assert stored_size_for("cifar10", 64) == 32
     assert stored_size_for("digits", 24) == 24
+    assert stored_size_for("fashion_mnist", 40) == 40
 
 
 def test_unknown_name_lists_valid_names():
