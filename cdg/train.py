@@ -22,6 +22,7 @@ from cdg.run.rundir import (
     checkpoint_path,
     create_run_dir,
     load_run_config,
+    remove_failed_start,
 )
 from cdg.run.trainer import Trainer
 from hwsim.trace.errors import UserError, cli_entry
@@ -76,8 +77,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     if resume and not checkpoint_path(run_dir).exists():
         raise UserError(f"nothing to resume in {run_dir}: no checkpoint yet (start it again without --resume)")
     rank = int(os.environ.get("RANK", "0"))
+    fresh_dir = None
     if not resume and rank == 0:
+        existed = run_dir.exists()
         create_run_dir(cfg)
+        fresh_dir = (run_dir, existed)
     try:
         trainer = Trainer(cfg, run_dir, resume)
         if resume and trainer.epoch >= cfg.train.epochs and (run_dir / SUMMARY_FILE).exists():
@@ -85,6 +89,10 @@ def main(argv: list[str] | None = None) -> dict | None:
                 print(f"{run_dir} is already complete", file=sys.stderr)
             return None
         return trainer.fit()
+    except Exception:
+        if fresh_dir is not None:
+            remove_failed_start(*fresh_dir)
+        raise
     finally:
         distributed.cleanup()
 

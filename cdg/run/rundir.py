@@ -15,8 +15,10 @@ damage, not a kill, and is refused with a one-line error naming the file and lin
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from typing import Any
 from cdg.config import Config, build_config, config_diff, read_yaml, resolve, to_yaml
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import atomic_write_text
-from hwsim.trace.layout import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT
+from hwsim.trace.layout import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE
 
 # what a Ctrl-C prints in the cdg CLIs: checkpoints are written atomically, so the last one is whole
 INTERRUPTED = "interrupted: the last checkpoint is intact; continue with --resume"
@@ -65,6 +67,24 @@ def create_run_dir(cfg: Config) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, to_yaml(cfg))
     return run_dir
+
+
+def remove_failed_start(run_dir: Path, existed: bool) -> None:
+    """Undo a start that failed before its first checkpoint (a missing data dir, an unreachable
+    target, a bad gate setting): such a directory could be neither started again ("exists, use
+    --resume") nor resumed ("no checkpoint"), and a sweep over ``runs/*`` would trip on it. Once a
+    checkpoint exists the directory is kept: it is resumable. Only what a run writes before its
+    first checkpoint is removed, and the directory itself only if this start created it."""
+    if checkpoint_path(run_dir).exists():
+        return
+    if not existed:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in (CONFIG_FILE, METRICS_FILE, "hw_aware.json"):
+        with contextlib.suppress(FileNotFoundError):
+            (run_dir / name).unlink()
+    with contextlib.suppress(OSError):
+        (run_dir / CHECKPOINT_DIR).rmdir()  # only if empty
 
 
 def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None:

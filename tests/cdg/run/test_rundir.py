@@ -100,3 +100,22 @@ def test_resume_after_a_torn_metrics_line(tmp_path):
     main(["--resume", str(tmp_path / "run"), "train.progress=false"])
     steps = [r["step"] for r in records(tmp_path / "run", "train")]
     assert steps == sorted(set(steps)) and steps[-1] == 20
+
+
+def test_a_failed_start_leaves_nothing_behind(tmp_path):
+    """A start that fails before its first checkpoint used to leave a directory that could be
+    neither started again nor resumed; now the same command works once the mistake is fixed."""
+    from cdg.train import main
+    from tests.cdg.helpers import tiny
+
+    bad = tiny(tmp_path, "run", "data.dataset=cifar10", f"data.data_dir={tmp_path / 'no_such_data'}")
+    with pytest.raises(SystemExit) as exc:
+        main(bad)
+    assert exc.value.code == 2 and not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()  # a directory the user made is kept, only the run's files go
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        main(tiny(tmp_path, "kept", "data.dataset=cifar10", f"data.data_dir={tmp_path / 'no_such_data'}"))
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
+    main(tiny(tmp_path, "run", "train.epochs=1", "optim.warmup_epochs=0", "eval.linear_epochs=1"))
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
