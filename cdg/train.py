@@ -10,6 +10,7 @@ is ``cdg.run.trainer.Trainer``; this module is its command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from cdg.run.rundir import (
     create_run_dir,
     load_run_config,
     remove_failed_start,
+    run_dir_lock,
 )
 from cdg.run.trainer import Trainer
 from hwsim.trace.errors import UserError, cli_entry
@@ -83,12 +85,13 @@ def main(argv: list[str] | None = None) -> dict | None:
         create_run_dir(cfg)
         fresh_dir = (run_dir, existed)
     try:
-        trainer = Trainer(cfg, run_dir, resume)
-        if resume and trainer.epoch >= cfg.train.epochs and (run_dir / SUMMARY_FILE).exists():
-            if trainer.is_main:
-                print(f"{run_dir} is already complete", file=sys.stderr)
-            return None
-        return trainer.fit()
+        with run_dir_lock(run_dir) if rank == 0 else contextlib.nullcontext():
+            trainer = Trainer(cfg, run_dir, resume)
+            if resume and trainer.epoch >= cfg.train.epochs and (run_dir / SUMMARY_FILE).exists():
+                if trainer.is_main:
+                    print(f"{run_dir} is already complete", file=sys.stderr)
+                return None
+            return trainer.fit()
     except Exception:
         if fresh_dir is not None:
             remove_failed_start(*fresh_dir)

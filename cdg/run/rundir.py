@@ -25,7 +25,7 @@ from typing import Any
 
 from cdg.config import Config, build_config, config_diff, read_yaml, resolve, to_yaml
 from hwsim.trace.errors import UserError
-from hwsim.trace.fileio import atomic_write_text
+from hwsim.trace.fileio import atomic_write_text, exclusive_lock
 from hwsim.trace.layout import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METRICS_FILE
 
 # what a Ctrl-C prints in the cdg CLIs: checkpoints are written atomically, so the last one is whole
@@ -69,6 +69,18 @@ def create_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
+RUN_LOCK = ".lock"
+
+
+def run_dir_lock(run_dir: Path):
+    """The training process's exclusive lock on ``run_dir/.lock``: a second ``cdg.train`` (a
+    ``--resume`` while the first still trains) is refused at once instead of interleaving
+    ``metrics.jsonl`` and checkpoints; the kernel releases it when the holder dies."""
+    busy = lambda: UserError(  # noqa: E731
+        f"{run_dir} is in use: another cdg.train process is training it (wait for it, or stop it first)")
+    return exclusive_lock(run_dir / RUN_LOCK, busy)
+
+
 def remove_failed_start(run_dir: Path, existed: bool) -> None:
     """Undo a start that failed before its first checkpoint (a missing data dir, an unreachable
     target, a bad gate setting): such a directory could be neither started again ("exists, use
@@ -80,7 +92,7 @@ def remove_failed_start(run_dir: Path, existed: bool) -> None:
     if not existed:
         shutil.rmtree(run_dir, ignore_errors=True)
         return
-    for name in (CONFIG_FILE, METRICS_FILE, "hw_aware.json"):
+    for name in (CONFIG_FILE, METRICS_FILE, "hw_aware.json", RUN_LOCK):
         with contextlib.suppress(FileNotFoundError):
             (run_dir / name).unlink()
     with contextlib.suppress(OSError):

@@ -172,6 +172,26 @@ def atomic_write_files(contents: Mapping[str | os.PathLike, bytes | str]) -> Non
             _discard(tmp) if os.path.exists(tmp) else None
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, busy: Callable[[], Exception]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block; if
+    another process holds it, raise ``busy()`` at once. The kernel drops the lock when its holder
+    dies, however it dies, so a killed sweep or training run never leaves a stale lock behind.
+    (Without ``fcntl``, on Windows, nothing is locked.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise busy() from None
+        yield
+    finally:
+        handle.close()  # closing the file releases the lock
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_open(path, "wb") as handle:
         handle.write(data)

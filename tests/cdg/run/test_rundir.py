@@ -119,3 +119,40 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path):
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
     main(tiny(tmp_path, "run", "train.epochs=1", "optim.warmup_epochs=0", "eval.linear_epochs=1"))
     assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from cdg.run.rundir import run_dir_lock
+with run_dir_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_in_use_is_refused_and_a_killed_holder_frees_it(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cdg.train import main
+    from tests.cdg.helpers import REPO, tiny
+
+    run = tmp_path / "run"
+    main(tiny(tmp_path, "run", "run.stop_after_epoch=1"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = (run / "metrics.jsonl").read_bytes(), (run / "checkpoints" / "last.pt").read_bytes()
+        with pytest.raises(SystemExit) as exc:
+            main(["--resume", str(run), "train.progress=false"])
+        assert exc.value.code == 2 and "is in use: another cdg.train" in capsys.readouterr().err
+        assert ((run / "metrics.jsonl").read_bytes(), (run / "checkpoints" / "last.pt").read_bytes()) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    main(["--resume", str(run), "train.progress=false"])  # the kernel released the dead holder's lock
+    assert (run / "summary.json").is_file()
