@@ -20,7 +20,6 @@ written either way). User mistakes are one line on stderr and exit code 2 (``hws
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import html
 import json
@@ -33,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
 from analysis.results import typed
-from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
 from hwsim.trace.layout import METRICS_FILE
 
@@ -357,10 +356,7 @@ def export_pngs(figs: Mapping[str, Any], out_dir: str | Path) -> tuple[list[Path
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"error: command line: {message}", file=sys.stderr)
-        raise SystemExit(2)
+_Parser = CliParser  # one line, exit code 2
 
 
 @cli_entry

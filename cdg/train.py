@@ -27,12 +27,12 @@ from cdg.run.rundir import (
     run_dir_lock,
 )
 from cdg.run.trainer import Trainer
-from hwsim.trace.errors import UserError, cli_entry
+from hwsim.trace.errors import CliParser, UserError, cli_entry
 from hwsim.trace.layout import SUMMARY_FILE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="python -m cdg.train",
         description="Self-supervised pre-training with runtime sparsity (see README.md).",
     )

@@ -137,3 +137,9 @@ def test_paired_outputs_land_together_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(fileio.os, "fsync", real)
     atomic_write_files({csv_path: "new csv\n", json_path: b"{}"})
     assert csv_path.read_text() == "new csv\n" and json_path.read_text() == "{}"
+
+
+def test_argparse_mistakes_are_one_line_in_every_cli():
+    for args in (("cdg.train", "--no-such-flag"), ("cdg.eval",), ("cdg.trace", "--run"), ("hwsim.run", "--bogus"),
+                 ("analysis.dse",), ("analysis.pareto",), ("analysis.dashboard", "--sweep")):
+        _one_line(_cli(*args), "command line:")

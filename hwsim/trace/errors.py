@@ -14,6 +14,7 @@ bugs to debug from a stack trace.
 """
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
 import sys
@@ -69,6 +70,15 @@ def os_error_line(exc: OSError) -> str:
         return f"{action or 'file operation'} failed: {reason}"
     target = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
     return f"{target}: {action + ' failed' if action else 'failed'}: {reason}"
+
+
+class CliParser(argparse.ArgumentParser):
+    """The argument parser of every CLI: a command-line mistake is one line (``error: command
+    line: ...``) and exit code 2, like every other user error, instead of argparse's usage block."""
+
+    def error(self, message: str):
+        print(f"error: command line: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR)
 
 
 def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing was written"):
