@@ -20,7 +20,6 @@ written either way). User mistakes are one line on stderr and exit code 2 (``hws
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import html
 import json
@@ -33,7 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
 from analysis.results import typed
-from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
 from hwsim.trace.layout import METRICS_FILE
 
@@ -189,6 +188,7 @@ class Dashboard:
     accuracy: str
     chosen: list[dict]
     missing_metrics: list[str]
+    run_dirs: tuple[str, ...] = ()  # the run directories it read (``run_path``), which --out must not hit
 
 
 def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequence[str] | None = None,
@@ -208,7 +208,23 @@ def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequenc
         "training": F.training_figure(curves, missing),
     }
     page = render_html(sweep, acc, chosen, figs, point_ids_given=bool(point_ids))
-    return Dashboard(page, figs, acc, chosen, missing)
+    run_dirs = tuple(sorted({str(p["run_path"]) for p in sweep.points if p.get("run_path")}))
+    return Dashboard(page, figs, acc, chosen, missing, run_dirs)
+
+
+def refuse_own_inputs(out: Path, dirs: Sequence[str | Path]) -> None:
+    """``--out`` inside the sweep directory or a run directory it reads must be an ``.html`` file:
+    anything else (``journal.jsonl``, ``sweep.json``, ``points.csv``, a run's ``metrics.jsonl``)
+    is one of the dashboard's own inputs, and replacing it with HTML would lose the sweep.
+    Paths are resolved first, so a symlink to one of them is caught too."""
+    target = out.resolve()
+    if target.suffix.lower() in (".html", ".htm"):
+        return
+    for where in dirs:
+        root = Path(where).resolve()
+        if root == target or root in target.parents:
+            raise HwsimError(str(out), "--out", f"is inside {where}, whose files the dashboard reads; "
+                                                "give an .html file name (or a path outside it)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,10 +356,7 @@ def export_pngs(figs: Mapping[str, Any], out_dir: str | Path) -> tuple[list[Path
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"error: command line: {message}", file=sys.stderr)
-        raise SystemExit(2)
+_Parser = CliParser  # one line, exit code 2
 
 
 @cli_entry
@@ -360,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise HwsimError(str(out), "--out", "is a directory (give an .html file name)")
+    refuse_own_inputs(out, [args.sweep])  # before reading: no work is done for a refused --out
     dash = build(args.sweep, args.accuracy, args.point)
+    refuse_own_inputs(out, dash.run_dirs)
     atomic_write_text(out, dash.html)
     print(f"wrote {out} ({len(dash.html.encode()) / 1e6:.1f} MB, {len(dash.figures)} figures, "
           f"accuracy {dash.accuracy})")

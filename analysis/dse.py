@@ -33,7 +33,7 @@ from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
 from analysis.worker import make_tasks
 from hwsim.config import load_config
 from hwsim.models.base import AccelConfig
-from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_open, atomic_write_json
 
 SCHEMA_VERSION = 1
@@ -276,10 +276,7 @@ def run_sweep(runs: Sequence[str], accels: Sequence[str], out: str | os.PathLike
 # --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"error: command line: {message}", file=sys.stderr)
-        raise SystemExit(2)
+_Parser = CliParser  # one line, exit code 2
 
 
 def build_parser() -> argparse.ArgumentParser:

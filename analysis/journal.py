@@ -4,13 +4,12 @@ two sweeps from writing one directory: what makes an interrupted sweep resumable
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from pathlib import Path
 
 from hwsim.trace.errors import HwsimError
-from hwsim.trace.fileio import atomic_open
+from hwsim.trace.fileio import atomic_open, exclusive_lock
 
 JOURNAL = "journal.jsonl"
 LOCK = ".lock"
@@ -60,15 +59,6 @@ class Journal:
 @contextlib.contextmanager
 def locked(out: Path):
     """Hold an exclusive lock on ``out/.lock`` for the sweep; a second sweep on ``out`` fails at once."""
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / LOCK, "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise HwsimError(str(out), "--out", "another sweep is writing this directory") from None
-    try:
+    busy = lambda: HwsimError(str(out), "--out", "another sweep is writing this directory")  # noqa: E731
+    with exclusive_lock(out / LOCK, busy):
         yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()

@@ -27,7 +27,6 @@ realised is ``D - T``. The difference ``T - D f`` splits exactly into
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections import defaultdict
@@ -38,7 +37,7 @@ import numpy as np
 from analysis.results import load_sweep, to_records
 from hwsim.figures import LossColumns
 from hwsim.models import registry
-from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 
 DEFAULT_OBJECTIVES = {"linear_top1": "max", "time_us": "min", "energy_pj": "min"}
 STRUCTURE = ("gate_method", "gate_S", "gate_b", "gate_G", "target_reduction", "gate_branches", "gate_align_weight")
@@ -257,10 +256,7 @@ def format_table(rows: list[dict], columns: Sequence[str], title: str) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        print(f"error: command line: {message}", file=sys.stderr)
-        raise SystemExit(2)
+_Parser = CliParser  # one line, exit code 2
 
 
 def main(argv: list[str] | None = None) -> int:

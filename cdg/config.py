@@ -26,13 +26,17 @@ from cdg.sections import Section
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import load_yaml
 
+# the largest crop a config may ask for: 4x ImageNet's 224 and then some; beyond it a typo
+# (data.image_size=100000) would only fail later as an out-of-memory crash
+MAX_IMAGE_SIZE = 2048
+
 DatasetName = Literal[DATASETS]
 
 
 class DataConfig(Section):
     dataset: DatasetName = Field("digits", description="digits (bundled, offline) | cifar10 | cifar100 | imagenet100 | fashion_mnist | fashion_mnist_cluttered")
     data_dir: Optional[str] = Field(None, description="root folder of the data set (not needed for digits; fashion_mnist*: null = Debian's /usr/share/datasets/fashion-mnist)")
-    image_size: Optional[int] = Field(None, gt=0, description="training crop size; null = 16 digits, 32 CIFAR and fashion_mnist, 48 fashion_mnist_cluttered, 224 ImageNet-100")
+    image_size: Optional[int] = Field(None, gt=0, le=MAX_IMAGE_SIZE, description="training crop size; null = 16 digits, 32 CIFAR and fashion_mnist, 48 fashion_mnist_cluttered, 224 ImageNet-100")
     download: bool = Field(False, description="let torchvision download CIFAR or Fashion-MNIST into data.data_dir when online")
     num_workers: int = Field(0, ge=0, description="DataLoader workers for image-folder data (ImageNet-100)")
 

@@ -14,11 +14,11 @@ from cdg.run.builders import load_sources, load_trained
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.rundir import INTERRUPTED, MetricsLog, checkpoint_path
 from hwsim.trace.layout import METRICS_FILE
-from hwsim.trace.errors import cli_entry
+from hwsim.trace.errors import CliParser, cli_entry
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m cdg.eval", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m cdg.eval", description=__doc__.splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", type=Path, help="run directory (uses its checkpoints/last.pt)")
     where.add_argument("--checkpoint", type=Path, help="a checkpoint file (its config is stored inside)")

@@ -5,20 +5,19 @@ checkpoint, measures the evaluation set and writes ``runs/X/trace/`` (see that m
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from cdg.run.builders import load_sources, load_trained
 from cdg.run.rundir import INTERRUPTED, checkpoint_path
 from cdg.tracing.measure import trace_run
-from hwsim.trace.errors import cli_entry
+from hwsim.trace.errors import CliParser, cli_entry
 from hwsim.trace.layout import TRACE_DIR
 
 
 @cli_entry(interrupted=INTERRUPTED)
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m cdg.trace", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="python -m cdg.trace", description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="run directory (uses checkpoints/last.pt)")
     parser.add_argument("--images", type=int, default=None, help="images with gate masks (default: gate.trace_images)")
     parser.add_argument("--act-images", type=int, default=None, help="images with activation masks (default: gate.trace_act_images)")

@@ -10,6 +10,7 @@ is ``cdg.run.trainer.Trainer``; this module is its command line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -22,14 +23,16 @@ from cdg.run.rundir import (
     checkpoint_path,
     create_run_dir,
     load_run_config,
+    remove_failed_start,
+    run_dir_lock,
 )
 from cdg.run.trainer import Trainer
-from hwsim.trace.errors import UserError, cli_entry
+from hwsim.trace.errors import CliParser, UserError, cli_entry
 from hwsim.trace.layout import SUMMARY_FILE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="python -m cdg.train",
         description="Self-supervised pre-training with runtime sparsity (see README.md).",
     )
@@ -76,15 +79,23 @@ def main(argv: list[str] | None = None) -> dict | None:
     if resume and not checkpoint_path(run_dir).exists():
         raise UserError(f"nothing to resume in {run_dir}: no checkpoint yet (start it again without --resume)")
     rank = int(os.environ.get("RANK", "0"))
+    fresh_dir = None
     if not resume and rank == 0:
+        existed = run_dir.exists()
         create_run_dir(cfg)
+        fresh_dir = (run_dir, existed)
     try:
-        trainer = Trainer(cfg, run_dir, resume)
-        if resume and trainer.epoch >= cfg.train.epochs and (run_dir / SUMMARY_FILE).exists():
-            if trainer.is_main:
-                print(f"{run_dir} is already complete", file=sys.stderr)
-            return None
-        return trainer.fit()
+        with run_dir_lock(run_dir) if rank == 0 else contextlib.nullcontext():
+            trainer = Trainer(cfg, run_dir, resume)
+            if resume and trainer.epoch >= cfg.train.epochs and (run_dir / SUMMARY_FILE).exists():
+                if trainer.is_main:
+                    print(f"{run_dir} is already complete", file=sys.stderr)
+                return None
+            return trainer.fit()
+    except Exception:
+        if fresh_dir is not None:
+            remove_failed_start(*fresh_dir)
+        raise
     finally:
         distributed.cleanup()
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 
 from hwsim.api import RunResult
-from hwsim.trace.fileio import atomic_write_json, atomic_write_text
+from hwsim.trace.fileio import atomic_write_files
 
 COLUMNS = (
     ("layer", "{:<24}", 24), ("cycles", "{:>12,.0f}", 12), ("total_cyc", "{:>12,.0f}", 12),
@@ -76,6 +77,6 @@ def write_outputs(run: RunResult, out_dir: str | Path, stem: str = "hwsim") -> t
         "totals": {k: _clean(v) for k, v in run.totals().items()},
         "layers": [{k: _clean(v) for k, v in row.items()} for row in rows],
     }
-    atomic_write_text(csv_path, buf.getvalue())
-    atomic_write_json(json_path, doc)
+    # the pair lands together or not at all: a full disk must not leave a new CSV beside an old JSON
+    atomic_write_files({csv_path: buf.getvalue(), json_path: json.dumps(doc, indent=2) + "\n"})
     return csv_path, json_path

@@ -12,15 +12,12 @@ from pathlib import Path
 
 from hwsim.api import simulate_network, simulate_trace
 from hwsim.config import load_config
-from hwsim.trace.errors import HwsimError, cli_entry
+from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.networks import NETWORKS
 from hwsim.report import format_granularity, format_table, write_outputs
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit code 2 (argparse's own convention too)
-        print(f"error: command line: {message}", file=sys.stderr)
-        raise SystemExit(2)
+_Parser = CliParser  # one line, exit code 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,15 +11,28 @@ import abc
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from hwsim.trace.errors import HwsimError
+from hwsim.trace.strict import scalar_problem
 
 OPERANDS = ("ifmap", "filter", "ofmap")
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors; no boolean for a number, no integer beyond 64 bits, no infinite or
+    NaN float, in every field of every model's config (``hwsim.trace.strict``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = scalar_problem(cls.model_fields[info.field_name].annotation, value)
+        if problem is not None:
+            raise PydanticCustomError("strict_scalar", problem)  # no 'Value error, ' prefix
+        return value
 
 
 class PerOperandInt(StrictModel):

@@ -6,11 +6,19 @@ its :class:`HwsimError` form that names the file and the field separately. Comma
 points wrap ``main`` with :func:`cli_entry`, so such a mistake prints ``error: <what and
 where>`` on one line instead of a stack trace. It lives in the numpy-only contract package so
 that ``cdg``, ``hwsim`` and ``analysis`` share it without importing each other.
+
+The wrapper also turns every ``OSError`` that escapes ``main`` (a read-only or full output
+location, a file where a directory is expected, an over-long name) into one line naming the
+path and what failed, exit code 2: those are faults of the environment the user can fix, not
+bugs to debug from a stack trace.
 """
 from __future__ import annotations
 
+import argparse
+import errno
 import functools
 import sys
+import traceback
 from typing import Callable, TypeVar
 
 F = TypeVar("F", bound=Callable)
@@ -36,9 +44,46 @@ class HwsimError(UserError):
         super().__init__(f"{self.source}: {self.field}: {self.message}")
 
 
+# innermost Python function of the failing call -> what it was doing
+_ACTIONS = {
+    "mkdir": "creating the directory", "makedirs": "creating the directory", "mkstemp": "creating a file in",
+    "_mkstemp_inner": "creating a file in", "open": "opening", "_open_temp": "creating a file beside",
+    "read_bytes": "reading", "read_text": "reading", "write_bytes": "writing", "write_text": "writing",
+    "replace": "replacing", "rename": "renaming", "unlink": "removing", "rmtree": "removing",
+    "copy": "copying", "copyfile": "copying", "stat": "reading the status of", "scandir": "listing",
+    "iterdir": "listing", "glob": "listing", "touch": "creating", "symlink_to": "linking",
+    "atomic_open": "writing", "atomic_write_files": "writing",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an ``OSError``: the path, what was being done to it and the OS's reason."""
+    action = None
+    chain = [exc, exc.__cause__] if isinstance(exc.__cause__, OSError) else [exc]  # fileio re-raises with the path
+    for err in chain:
+        for frame, _ in traceback.walk_tb(err.__traceback__):
+            action = _ACTIONS.get(frame.f_code.co_name, action)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    code = errno.errorcode.get(exc.errno or -1)
+    reason = f"{reason} ({code})" if code else reason
+    if exc.filename is None:
+        return f"{action or 'file operation'} failed: {reason}"
+    target = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{target}: {action + ' failed' if action else 'failed'}: {reason}"
+
+
+class CliParser(argparse.ArgumentParser):
+    """The argument parser of every CLI: a command-line mistake is one line (``error: command
+    line: ...``) and exit code 2, like every other user error, instead of argparse's usage block."""
+
+    def error(self, message: str):
+        print(f"error: command line: {' '.join(message.split())}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
 def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing was written"):
-    """Run ``func``; turn a :class:`UserError` into one stderr line and exit code 2, Ctrl-C
-    into the one line ``interrupted`` and exit code 130. Use as ``@cli_entry`` or
+    """Run ``func``; turn a :class:`UserError` or an ``OSError`` into one stderr line and exit
+    code 2, Ctrl-C into the one line ``interrupted`` and exit code 130. Use as ``@cli_entry`` or
     ``@cli_entry(interrupted="...")``."""
 
     def decorate(f: F) -> F:
@@ -52,6 +97,9 @@ def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing
             except BrokenPipeError:  # output piped into e.g. `head`
                 sys.stderr.close()
                 raise SystemExit(0) from None
+            except OSError as exc:
+                print(f"error: {' '.join(os_error_line(exc).split())}", file=sys.stderr, flush=True)
+                raise SystemExit(EXIT_USER_ERROR) from None
             except KeyboardInterrupt:
                 print(interrupted, file=sys.stderr, flush=True)
                 raise SystemExit(EXIT_INTERRUPTED) from None

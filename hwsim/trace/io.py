@@ -14,6 +14,7 @@ is returned. numpy only.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
 import json
@@ -46,6 +47,25 @@ def sha256(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+def _remove_dead_writers_dirs(path: Path) -> None:
+    """Remove ``.<name>.tmp-<pid>`` / ``.<name>.old-<pid>`` siblings whose writer process is gone
+    (a kill mid-write leaves them; a live writer's directory is left alone)."""
+    if not path.parent.is_dir():
+        return
+    for kind in ("tmp", "old"):
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.{kind}-*"):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # that writer is alive
+            except ProcessLookupError:
+                shutil.rmtree(stale, ignore_errors=True)
+            except OSError:
+                continue  # alive, owned by someone else
+
+
 class TraceWriter:
     """Write a trace directory; nothing appears at ``path`` until :meth:`close`.
 
@@ -73,6 +93,7 @@ class TraceWriter:
         self.meta = dict(meta or {})
         self.overwrite = overwrite
         self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
+        _remove_dead_writers_dirs(self.path)
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         (self.tmp / MASK_DIR).mkdir(parents=True)

@@ -384,3 +384,22 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
     assert "S=" in hover and "accel" in hover
     shot = tmp_path / "dashboard.png"
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_never_overwrites_the_sweeps_own_files(tmp_path, capsys):
+    sweep = make_sweep(tmp_path)
+    (sweep / "journal.jsonl").write_text('{"point_id": "p"}\n')
+    run_dir = Path(next(csv.DictReader(open(sweep / "points.csv")))["run_path"])
+    link = tmp_path / "innocent.txt"
+    link.symlink_to(sweep / "sweep.json")
+    targets = [sweep / "journal.jsonl", sweep / "sweep.json", sweep / "points.csv", sweep / "new.txt", link,
+               run_dir / "metrics.jsonl"]
+    before = {p: p.read_bytes() for p in targets if p.exists()}
+    for out in targets:
+        with pytest.raises(SystemExit) as exc:
+            dashboard.main(["--sweep", str(sweep), "--out", str(out)])
+        assert exc.value.code == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+        assert len(err) == 1 and "--out" in err[0] and "reads" in err[0], err
+    assert {p: p.read_bytes() for p in before} == before and not (sweep / "new.txt").exists()
+    assert dashboard.main(["--sweep", str(sweep), "--out", str(sweep / "dashboard.html")]) == 0

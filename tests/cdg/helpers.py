@@ -38,7 +38,10 @@ def records(run_dir, event=None):
 
 
 def final_state(run_dir):
-    return torch.load(Path(run_dir) / "checkpoints" / "last.pt", weights_only=False)["model"]
+    """The final model state, read (and verified) by the product's one checkpoint reader."""
+    from cdg.run.checkpoint import load_checkpoint
+
+    return load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")["model"]
 
 
 def run_cli(*args, cwd=None):

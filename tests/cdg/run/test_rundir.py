@@ -53,3 +53,106 @@ def test_checkpoint_roundtrip_and_corruption(tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(UserError, match="not a cdg checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_append_repairs_a_torn_last_line(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path)
+    for step in (1, 2):
+        log.write({"event": "train", "step": step})
+    torn = '{"event": "train", "st'
+    with open(path, "a") as handle:
+        handle.write(torn)  # killed mid-append
+    MetricsLog(path).write({"event": "train", "step": 3})  # the resumed process appends
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]
+    assert path.read_text().endswith('"step": 3}\n')
+    assert f"dropped a torn last line ({len(torn)} bytes" in capsys.readouterr().err
+    with open(path, "a") as handle:
+        handle.write('{"event": "train", "step": 4}')  # whole record, newline never written
+    MetricsLog(path).write({"event": "train", "step": 5})
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3, 4, 5]
+
+
+def test_damage_in_the_middle_is_refused_everywhere(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    with pytest.raises(UserError, match="line 2 is not a JSON object"):
+        read_metrics(path)
+    with pytest.raises(UserError, match="line 2"):
+        MetricsLog(path).truncate_after(1)
+    path.write_text('{"step": 1}\n[1, 2]\n')  # valid JSON, but not a record, and the line is complete
+    with pytest.raises(UserError, match="line 2"):
+        read_metrics(path)
+
+
+def test_resume_after_a_torn_metrics_line(tmp_path):
+    """The issue's case: a kill tears the last line, ``cdg.eval`` appends to the same log, and
+    ``--resume`` must still accept the run (it used to find the glued line in the middle)."""
+    from cdg.eval import main as eval_main
+    from cdg.train import main
+    from tests.cdg.helpers import records, tiny
+
+    main(tiny(tmp_path, "run", "run.stop_after_epoch=1"))
+    with open(tmp_path / "run" / "metrics.jsonl", "a") as handle:
+        handle.write('{"event": "train", "loss": 1.2')
+    eval_main(["--run", str(tmp_path / "run")])
+    assert len(records(tmp_path / "run", "eval")) == 1
+    main(["--resume", str(tmp_path / "run"), "train.progress=false"])
+    steps = [r["step"] for r in records(tmp_path / "run", "train")]
+    assert steps == sorted(set(steps)) and steps[-1] == 20
+
+
+def test_a_failed_start_leaves_nothing_behind(tmp_path):
+    """A start that fails before its first checkpoint used to leave a directory that could be
+    neither started again nor resumed; now the same command works once the mistake is fixed."""
+    from cdg.train import main
+    from tests.cdg.helpers import tiny
+
+    bad = tiny(tmp_path, "run", "data.dataset=cifar10", f"data.data_dir={tmp_path / 'no_such_data'}")
+    with pytest.raises(SystemExit) as exc:
+        main(bad)
+    assert exc.value.code == 2 and not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()  # a directory the user made is kept, only the run's files go
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        main(tiny(tmp_path, "kept", "data.dataset=cifar10", f"data.data_dir={tmp_path / 'no_such_data'}"))
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
+    main(tiny(tmp_path, "run", "train.epochs=1", "optim.warmup_epochs=0", "eval.linear_epochs=1"))
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from cdg.run.rundir import run_dir_lock
+with run_dir_lock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_in_use_is_refused_and_a_killed_holder_frees_it(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cdg.train import main
+    from tests.cdg.helpers import REPO, tiny
+
+    run = tmp_path / "run"
+    main(tiny(tmp_path, "run", "run.stop_after_epoch=1"))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = (run / "metrics.jsonl").read_bytes(), (run / "checkpoints" / "last.pt").read_bytes()
+        with pytest.raises(SystemExit) as exc:
+            main(["--resume", str(run), "train.progress=false"])
+        assert exc.value.code == 2 and "is in use: another cdg.train" in capsys.readouterr().err
+        assert ((run / "metrics.jsonl").read_bytes(), (run / "checkpoints" / "last.pt").read_bytes()) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    main(["--resume", str(run), "train.progress=false"])  # the kernel released the dead holder's lock
+    assert (run / "summary.json").is_file()
