@@ -63,7 +63,7 @@ def fbs_keep_ratio(cfg) -> float:
     keep = min(1.0, keep)
     if cfg.gate.accounting != "full" or keep >= 1.0:
         return keep
-    return full_keep_ratio(probe, cfg.data.image_size, target, keep)
+    return full_keep_ratio(probe, cfg.data.image_size, target)
 
 
 @torch.no_grad()
@@ -82,14 +82,15 @@ def _full_ratio(probe: nn.Module, infos: list, image_size: int, keep_ratio: floa
     return effective / sum(i.dense_macs for i in infos)
 
 
-def full_keep_ratio(probe: nn.Module, image_size: int, target: float, keep: float, iterations: int = 14) -> float:
-    """The keep ratio whose full-convention network ratio is closest to ``target``, by bisection
-    between ``keep`` (the output-only solution: its full ratio is lower, since channels a layer drops
-    are input channels its consumer skips) and 1. ``probe``: the FBS backbone, BatchNorms not yet moved."""
+def full_keep_ratio(probe: nn.Module, image_size: int, target: float, iterations: int = 14) -> float:
+    """The keep ratio whose full-convention network ratio is closest to ``target``, by bisection on
+    (0, 1] (the ratio grows with the keep ratio). It keeps more channels than the output-only
+    formula for the same target, since the channels a layer drops are input channels its consumer
+    skips. ``probe``: the FBS backbone, BatchNorms not yet moved."""
     adopt_output_norms(probe)
     infos = conv_inventory(probe, image_size)
     probe.eval()
-    low, high = keep, 1.0
+    low, high = 0.0, 1.0
     best = min(((abs(_full_ratio(probe, infos, image_size, r) - target), r) for r in (low, high)))
     for _ in range(iterations):  # 2^-14 of the keep ratio: finer than one channel of any layer up to 16k
         middle = 0.5 * (low + high)
