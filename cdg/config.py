@@ -141,6 +141,9 @@ class GateConfig(Section):
     align_weight: float = Field(0.0, ge=0, description="cross-branch saliency alignment: penalise per-layer density gaps")
     sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid")
     keep_ratio: Optional[float] = Field(None, gt=0, le=1, description="FBS channels kept; null = derived from the target")
+    accounting: Literal["full", "output"] = Field(
+        "full", description="MAC convention of target control and calibration: full = skipped outputs and structurally zero inputs, output = skipped outputs only"
+    )
     calibrate: bool = Field(True, description="after training, shift all thresholds so the target is met on held-out train images")
     trace_images: int = Field(64, ge=0, description="images whose full-resolution gate masks go into the trace")
     trace_act_images: int = Field(64, ge=0, description="of those, images whose input-activation masks are stored too")

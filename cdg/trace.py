@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     backbone = trained.model.backbone.to(device)
     report = trace_run(cfg, backbone, load_sources(cfg), device, args.run, progress=cfg.train.progress)
     print(f"wrote {args.run / TRACE_DIR}: {len(report['layers'])} layers, reduction {report['reduction']:.3f}x "
-          f"({report['effective_macs'] / 1e6:.2f} of {report['dense_macs'] / 1e6:.2f} MMAC per image)")
+          f"({report['effective_macs'] / 1e6:.2f} of {report['dense_macs'] / 1e6:.2f} MMAC per image), "
+          f"{report['reduction_full']:.3f}x with input-side credit")
     return report
 
 

@@ -11,7 +11,8 @@ baselines (CGNet, FBS, DGNet). One job per module:
 ``predictor``          what the predictor-gated methods (fbs, dgnet) share
 ``methods/<name>``     one gate method each: settings, validation, layer, MACs, regulariser
 ``native/``            CDG's fused C++ CPU kernels and the one module touching private torch APIs
-``accounting``         method-neutral MAC counting of dense and gated convs
+``accounting``         method-neutral MAC counting of dense and gated convs (output-only
+                       convention; the full one adds ``cdg.tracing.input_credit``)
 ``selection``          which convs are gated (``gate_for``) and the gated backbone builders
 ``controller``         ``GateController``: schedule, regulariser, branch policy, target control
 ``calibration``        the post-training gate shift that meets the target

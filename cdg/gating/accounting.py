@@ -30,6 +30,11 @@ fbs, dgnet (no base path: all of an output element's work is skipped or done)
                  dgnet: C_out + H_d * W_d compares.
     base         = 0
 
+This is the output-only convention: a computed output element costs all its MACs. The full
+convention (``gate.accounting: full``, the default for target control) also credits the MACs
+whose input element a producing layer's gate left structurally zero: ``cdg.tracing.input_credit``,
+from what each method declares it zeroes (``GateMethod.zeroes_skipped_outputs``).
+
 Bias adds, activation functions inside predictors and the AND of DGNet's two gates are not
 counted (each is at most one op per decision, dwarfed by the terms above). Everything that is
 not a multiply-accumulate (an add, a compare) counts as one MAC-equivalent.

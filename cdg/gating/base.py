@@ -90,6 +90,12 @@ class GateMethod:
     calibration after it, and the check that the base path leaves room for the target."""
     gate_macs_per_output: ClassVar[int] = 0
     """Gate MAC-equivalents per computed output element, on top of ``fixed_gate_macs``."""
+    zeroes_skipped_outputs: ClassVar[bool] = False
+    """The layer's output (what its module returns, after any BatchNorm it adopted) is exactly 0
+    wherever a decision is off (fbs, dgnet: nothing is computed there). The consumers of that
+    output can then skip those input elements too (``GateRecord.zeroed_outputs``, the full
+    accounting of ``cdg.tracing.input_credit``). False for cdg and cgnet: their base partial sum is
+    always computed, so a skipped output is not zero."""
 
     @classmethod
     def validate(cls, spec: ConvSpec, gate: GateSpec) -> None:
@@ -205,6 +211,15 @@ class GateRecord:
     def full_resolution(self) -> torch.Tensor:
         """``full_resolution_mask(self)``: N x C_out x H_out x W_out bool of what got the gated work."""
         return full_resolution_mask(self)
+
+    def zeroed_outputs(self) -> torch.Tensor | None:
+        """N x C_out x H_out x W_out bool of the layer's output elements that are exactly 0 because
+        the gate switched them off (``GateMethod.zeroes_skipped_outputs``), or None when the method
+        leaves no structural zero. What happens to them after the layer is the model's to say
+        (``cdg.models.resnet.structural_input_zeros``)."""
+        if not self.gate.impl.zeroes_skipped_outputs:
+            return None
+        return ~self.full_resolution()
 
 
 def full_resolution_mask(

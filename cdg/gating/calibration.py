@@ -10,12 +10,15 @@ from torch import nn
 
 from cdg.gating.base import gated_layers
 from cdg.gating.controller import shift_gates
+from cdg.tracing.input_credit import input_credit
 
 
 @torch.no_grad()
-def measured_layer_macs(backbone: nn.Module, images: torch.Tensor, infos: list, batch: int = 256) -> dict[str, float]:
+def measured_layer_macs(backbone: nn.Module, images: torch.Tensor, infos: list, batch: int = 256,
+                        full: bool = False) -> dict[str, float]:
     """Effective MACs of every conv of ``infos`` summed over ``images`` (eval mode, hard gates);
-    ungated convs count their dense MACs."""
+    ungated convs count their dense MACs. ``full``: minus the input-side credit of each conv
+    (``cdg.tracing.input_credit``, the full accounting); otherwise output-only."""
     gated = dict(gated_layers(backbone))
     effective = dict.fromkeys((info.name for info in infos), 0.0)
     was_training = backbone.training
@@ -29,15 +32,19 @@ def measured_layer_macs(backbone: nn.Module, images: torch.Tensor, infos: list, 
                     effective[info.name] += float(gated[info.name].record.macs["total"].double().sum())
                 else:
                     effective[info.name] += info.dense_macs * chunk.shape[0]
+            if full:
+                records = {name: layer.record for name, layer in gated.items() if layer.record is not None}
+                for name, skipped in input_credit(backbone, records).items():
+                    effective[name] -= float(skipped.double().sum())
     finally:
         backbone.train(was_training)
     return effective
 
 
-def measured_ratio(backbone: nn.Module, images: torch.Tensor, infos: list, batch: int = 256) -> float:
-    """Network effective/dense MAC ratio on ``images`` (eval mode, hard gates)."""
+def measured_ratio(backbone: nn.Module, images: torch.Tensor, infos: list, batch: int = 256, full: bool = False) -> float:
+    """Network effective/dense MAC ratio on ``images`` (eval mode, hard gates; ``full``: the full accounting)."""
     dense_total = sum(i.dense_macs for i in infos)
-    return sum(measured_layer_macs(backbone, images, infos, batch).values()) / (dense_total * images.shape[0])
+    return sum(measured_layer_macs(backbone, images, infos, batch, full).values()) / (dense_total * images.shape[0])
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,9 @@ class Calibration:
 
 
 def calibrate(backbone: nn.Module, images: torch.Tensor, infos: list, target: float,
-              tolerance: float = 0.005, iterations: int = 30) -> Calibration:
-    """Shift the gates so the measured ratio on ``images`` meets ``target`` (within ``tolerance``, relative).
+              tolerance: float = 0.005, iterations: int = 30, full: bool = False) -> Calibration:
+    """Shift the gates so the measured ratio on ``images`` meets ``target`` (within ``tolerance``, relative);
+    ``full``: the ratio of the full accounting (input-side credit included), else output-only.
 
     First one global shift, by bisection: the ratio falls monotonically as the shift grows, because
     every gate is a threshold on a score the shift does not change. The ratio can jump across the
@@ -75,7 +83,7 @@ def calibrate(backbone: nn.Module, images: torch.Tensor, infos: list, target: fl
         applied.update(shifts)
 
     def measure() -> tuple[float, dict[str, float]]:
-        macs = measured_layer_macs(backbone, images, infos)
+        macs = measured_layer_macs(backbone, images, infos, full=full)
         return sum(macs.values()) / dense_total, macs
 
     before, macs = measure()

@@ -33,6 +33,7 @@ from hwsim.trace.errors import UserError
 from cdg.gating import registry
 from cdg.gating.base import gated_layers, set_gating
 from cdg.tracing.hw_prices import layer_weights
+from cdg.tracing.input_credit import input_credit
 from cdg.tracing.inventory import ConvInfo, conv_inventory
 
 
@@ -143,17 +144,28 @@ class GateController:
         overhead = sum(self.layer_overhead_macs[name] for name in records)
         return (variable + fixed + overhead) / self.dense_total
 
+    def _credit(self, records: dict) -> float:
+        """Under ``gate.accounting: full``, the input-side credit of one view (MACs skipped on
+        structurally zero inputs, ``cdg.tracing.input_credit``) as a fraction of the dense MACs,
+        batch mean; 0 under ``output``. It depends on the hard masks only, so it enters the soft
+        ratio as a constant of the step: the gradient stays that of the output-side densities."""
+        if self.gate.accounting != "full":
+            return 0.0
+        credit = input_credit(self.backbone, records)
+        return sum(float(c.double().mean()) for c in credit.values()) / self.dense_total
+
     def loss(self, epoch: float) -> tuple[torch.Tensor | None, dict[str, float]]:
         """Sparsity (and alignment) loss of the step just run, and its logs; None while dense."""
         views = [r for r in self.records if r]
         if not views or not self.gates_on or self.gate.method == "none":
             return None, {}
         target = self.target_at(epoch)
-        ratios = [self._soft_ratio(r) for r in views]
+        credits = [self._credit(r) for r in views]
+        ratios = [self._soft_ratio(r) - c if c else self._soft_ratio(r) for r, c in zip(views, credits)]
         ratio = sum(ratios) / len(ratios)
         cost = ratio
         if self.hw_layers:   # the penalty prices MACs by hardware; the feedback below stays on FLOPs
-            cost = sum(self._soft_ratio(r, priced=True) for r in views) / len(views)
+            cost = sum(self._soft_ratio(r, priced=True) - c for r, c in zip(views, credits)) / len(views)
         loss = self.method.regulariser(self, views, cost, target)
         logs = {"gate_ratio": float(ratio.detach()), "gate_target": target}
         if self.gate.align_weight > 0 and len(views) == 2:

@@ -26,6 +26,8 @@ from cdg.gating.base import GatedConv, GateMethod
 class PredictorMethod(GateMethod):
     """A method whose gate is predicted from the layer input and multiplies the normalised output."""
 
+    zeroes_skipped_outputs = True  # the gate multiplies the layer's (normalised) output: off = exactly 0
+
     @classmethod
     def adopt(cls, backbone: nn.Module) -> None:
         adopt_output_norms(backbone)  # their gates act on the BatchNorm output

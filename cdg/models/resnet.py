@@ -199,3 +199,48 @@ def conv_graph(net: ResNet) -> dict[str, list[str]]:
             else:
                 source = [last, *source]
     return graph
+
+
+def _after_norm(zeros, norm: nn.Module):
+    """Zeros of a conv's module output that survive its BatchNorm: all of them when the BatchNorm was
+    moved into the conv (an Identity is left in its place), none otherwise (BN(0) = β − γμ/σ ≠ 0)."""
+    return zeros if zeros is not None and isinstance(norm, nn.Identity) else None
+
+
+def _both(a, b):
+    """Zeros of relu(a + b): where both summands are structurally zero."""
+    return None if a is None or b is None else a & b
+
+
+def structural_input_zeros(net: ResNet, out_zeros: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | None]:
+    """For every conv (module name), the N x C_in x H_in x W_in bool mask of its input elements that
+    are exactly zero whatever the image values, or None where there are none.
+
+    ``out_zeros``: conv name -> N x C_out x H_out x W_out bool of that conv module's output elements
+    that are exactly zero because its gate switched them off (absent: none). This function knows
+    what the network computes between convs: a BatchNorm left in the block (not moved into the
+    conv) destroys the zeros, ReLU keeps them, a residual sum relu(main + shortcut) is zero only
+    where both are, and the ImageNet stem's max-pool only where its whole window is (padding
+    ignored). Accidental zeros (a ReLU of a negative value) are not structural and not reported.
+    """
+    stem = _after_norm(out_zeros.get("conv1"), net.bn1)
+    if stem is not None and isinstance(net.maxpool, nn.MaxPool2d):
+        pool = net.maxpool
+        stem = nn.functional.max_pool2d((~stem).float(), pool.kernel_size, pool.stride, pool.padding) == 0
+    inputs: dict[str, torch.Tensor | None] = {"conv1": None}
+    zeros = stem
+    for stage_name in ("layer1", "layer2", "layer3", "layer4"):
+        for index, block in enumerate(getattr(net, stage_name)):
+            name = f"{stage_name}.{index}"
+            convs = sorted(n for n, _ in block.named_children() if n.startswith("conv"))
+            main = zeros
+            for conv in convs:
+                inputs[f"{name}.{conv}"] = main
+                main = _after_norm(out_zeros.get(f"{name}.{conv}"), getattr(block, conv.replace("conv", "bn")))
+            if isinstance(block.shortcut, nn.Sequential):
+                inputs[f"{name}.shortcut.0"] = zeros
+                short = _after_norm(out_zeros.get(f"{name}.shortcut.0"), block.shortcut[1])
+            else:
+                short = zeros
+            zeros = _both(main, short)
+    return inputs

@@ -22,6 +22,7 @@ from cdg.run.checkpoint import capture_rng, load_checkpoint, load_model_state, r
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.optim import build_optimizer, build_scheduler
 from cdg.run.rundir import MetricsLog, checkpoint_path
+from cdg.run.train_macs import KEYS as MAC_KEYS, TrainMacMeter
 from hwsim.trace.layout import METRICS_FILE, SUMMARY_FILE
 from cdg.gating.calibration import calibrate
 from cdg.gating.controller import GateController
@@ -87,6 +88,10 @@ class Trainer:
         if self.gates is not None and self.gates.hw_layers and self.is_main:
             # the per-layer hardware prices the regulariser uses (same on every start: derived from shapes)
             atomic_write_json(run_dir / "hw_aware.json", {"accel": cfg.gate.hw_aware, "layers": self.gates.hw_layers})
+        # forward MACs of every training step (both branches, target encoder included), see train_macs.py
+        self.macs = TrainMacMeter(self.model, cfg.data.image_size)
+        self.macs_total = {"steps": 0, **dict.fromkeys(MAC_KEYS, 0.0)}
+        self.macs_window = dict.fromkeys(MAC_KEYS, 0.0)
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
         self.optimizer = build_optimizer(self.model, cfg.optim, cfg.train.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.train.epochs)
@@ -115,6 +120,8 @@ class Trainer:
             if "gate_controller" not in payload:
                 raise UserError(f"checkpoint {path}: field 'gate_controller' is missing (was it trained without gates?)")
             self.gates.load_state_dict(payload["gate_controller"])
+        if "train_macs" in payload:  # older checkpoints have none: the totals then start at the resume
+            self.macs_total = {key: payload["train_macs"][key] for key in self.macs_total}
         self.epoch, self.step_in_epoch = payload["epoch"], payload["step_in_epoch"]
         self.global_step = payload["global_step"]
         rng = payload["rng"]
@@ -160,6 +167,7 @@ class Trainer:
                     "world_size": self.dist.world_size,
                     "rng": rng,
                     **({"gate_controller": self.gates.state_dict()} if self.gates is not None else {}),
+                    "train_macs": dict(self.macs_total),
                 },
             )
         distributed.barrier()
@@ -175,8 +183,14 @@ class Trainer:
         epoch = self.epoch + self.step_in_epoch / self.steps_per_epoch
         if self.gates is not None:
             self.gates.begin_step(epoch)
+        self.macs.begin_step()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.step_module(view1, view2)
+        step_macs = self.macs.end_step()
+        self.macs_total["steps"] += 1
+        for key, value in step_macs.items():
+            self.macs_total[key] += value
+            self.macs_window[key] += value
         loss, logs = out.loss, dict(out.logs)
         if self.gates is not None:
             gate_loss, gate_logs = self.gates.loss(epoch)
@@ -213,6 +227,7 @@ class Trainer:
         )
         self.model.train()
         window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        self.macs_window = dict.fromkeys(MAC_KEYS, 0.0)
         for images, _ in self.sources.train.iter_batches(
             batches, num_workers=cfg.data.num_workers, pin_memory=self.cuda
         ):
@@ -230,6 +245,7 @@ class Trainer:
                     "loss": mean_loss,
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "img_per_s": window_steps * cfg.train.batch_size / elapsed,
+                    **self._window_macs(window_steps),
                     **logs,
                 }
                 self.metrics.write(record)
@@ -280,6 +296,24 @@ class Trainer:
                 return None
         return self._finish()
 
+    def _window_macs(self, steps: int) -> dict[str, float]:
+        """Per-step forward MACs of the log window, summed over DDP ranks; resets the window."""
+        window = torch.tensor([self.macs_window[key] for key in MAC_KEYS], dtype=torch.float64)
+        window = distributed.all_reduce_mean(window) * self.dist.world_size / steps
+        self.macs_window = dict.fromkeys(MAC_KEYS, 0.0)
+        return {f"train_macs_{key}": float(v) for key, v in zip(MAC_KEYS, window) if key != "dense"}
+
+    def _macs_summary(self) -> dict[str, float]:
+        """Training forward MACs of the whole run (all ranks): totals and means per step."""
+        totals = torch.tensor([self.macs_total[key] for key in MAC_KEYS], dtype=torch.float64)
+        totals = distributed.all_reduce_mean(totals) * self.dist.world_size
+        steps = max(self.macs_total["steps"], 1)
+        summary = {}
+        for key, total in zip(MAC_KEYS, totals.tolist()):
+            summary[f"train_macs_{key}_total"] = total
+            summary[f"train_macs_{key}_per_step"] = total / steps
+        return summary
+
     def _calibrate(self) -> dict:
         """Shift all gates so the measured ratio on held-out training images meets the target."""
         cfg = self.cfg
@@ -287,16 +321,19 @@ class Trainer:
         transform = build_eval_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
         images, _ = next(self.sources.train.iter_batches([torch.arange(count)]))
         images = transform(images.to(self.device))
-        result = calibrate(self.model.backbone, images, self.gates.infos, cfg.gate.target_ratio)
+        result = calibrate(self.model.backbone, images, self.gates.infos, cfg.gate.target_ratio,
+                           full=cfg.gate.accounting == "full")
         record = {"event": "calibration", "epoch": self.epoch, "step": self.global_step, "images": count,
                   "shift": result.shift, "held_shifts": result.held, "ratio_before": result.ratio_before,
-                  "ratio_after": result.ratio_after, "target_ratio": cfg.gate.target_ratio}
+                  "ratio_after": result.ratio_after, "target_ratio": cfg.gate.target_ratio,
+                  "accounting": cfg.gate.accounting}
         self.metrics.write(record)
         return record
 
     def _finish(self) -> dict | None:
         """Calibration and trace (gated runs), linear probe on frozen features (rank 0) and the run summary."""
         summary = None
+        train_macs = self._macs_summary()  # every rank takes part in the reduction
         if self.is_main:
             summary = {"epochs": self.epoch, "steps": self.global_step}
             cfg = self.cfg
@@ -309,9 +346,11 @@ class Trainer:
                                    progress=cfg.train.progress)
                 self.metrics.write({"event": "computation", "epoch": self.epoch, "step": self.global_step, **report})
                 summary.update(dense_macs=report["dense_macs"], effective_macs=report["effective_macs"],
-                               reduction=report["reduction"])
+                               reduction=report["reduction"], effective_macs_full=report["effective_macs_full"],
+                               reduction_full=report["reduction_full"], accounting=cfg.gate.accounting)
                 if cfg.gate.target_ratio is not None:
                     summary["target_reduction"] = 1 / cfg.gate.target_ratio
+            summary.update(train_macs)
             # Final accuracy of the final (calibrated) weights, from one feature pass.
             train, test = features_for(cfg, self.model.backbone, self.sources, self.device)
             summary["knn_top1"] = knn_top1(cfg, train, test, self.sources.train.num_classes)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from cdg.data.augment import build_eval_transform
 from cdg.models.resnet import conv_graph
+from cdg.tracing.input_credit import input_credit
 from cdg.tracing.inventory import ConvInfo, conv_inventory, layer_spec
 from hwsim.trace import LayerStats, TraceWriter, density_histogram
 from hwsim.trace.layout import TRACE_DIR
@@ -36,6 +37,7 @@ class LayerTally:
     act_density: list[np.ndarray] = field(default_factory=list)
     conv_macs: list[np.ndarray] = field(default_factory=list)  # base + conditional
     overhead_macs: list[np.ndarray] = field(default_factory=list)  # gate + predictor
+    input_credit: list[np.ndarray] = field(default_factory=list)  # MACs skipped on structurally zero inputs
     gate_masks: list[np.ndarray] = field(default_factory=list)
     act_masks: list[np.ndarray] = field(default_factory=list)
 
@@ -63,6 +65,8 @@ def measure(backbone: nn.Module, source, transform: nn.Module, device: torch.dev
         for images, _ in tqdm(source.iter_batches(batches), total=len(batches), desc="trace", disable=not progress, leave=False):
             backbone(transform(images.to(device)))
             n = images.shape[0]
+            credit = input_credit(backbone, {name: modules[name].record for name, tally in tallies.items()
+                                             if tally.info.gate is not None})
             keep = max(0, min(n, sample_images - seen))
             keep_act = max(0, min(n, min(act_images, sample_images) - seen))
             for name, tally in tallies.items():
@@ -82,6 +86,8 @@ def measure(backbone: nn.Module, source, transform: nn.Module, device: torch.dev
                     tally.gate_density.append(np.ones(n))
                     tally.conv_macs.append(np.full(n, float(tally.info.dense_macs)))
                     tally.overhead_macs.append(np.zeros(n))
+                skipped = credit.get(name)
+                tally.input_credit.append(np.zeros(n) if skipped is None else skipped.cpu().numpy().astype(np.float64))
                 if keep_act:
                     tally.act_masks.append(nonzero[:keep_act].cpu().numpy())
             seen += n
@@ -93,11 +99,15 @@ def measure(backbone: nn.Module, source, transform: nn.Module, device: torch.dev
 
 
 def computation_report(tallies: dict[str, LayerTally]) -> dict:
-    """Dense vs effective MACs per layer and in total (per image, mean over the evaluation set)."""
+    """Dense vs effective MACs per layer and in total (per image, mean over the evaluation set), in
+    both conventions (``cdg.tracing.input_credit``): ``effective_macs`` / ``reduction`` output-only,
+    ``effective_macs_full`` / ``reduction_full`` with the input-side credit ``input_skipped_macs``
+    (counted at the consuming conv) subtracted."""
     layers = []
     for name, tally in tallies.items():
         conv = float(tally.cat("conv_macs").mean())
         overhead = float(tally.cat("overhead_macs").mean())
+        skipped = float(tally.cat("input_credit").mean())
         dense = tally.info.dense_macs
         layers.append({
             "layer": name,
@@ -108,12 +118,17 @@ def computation_report(tallies: dict[str, LayerTally]) -> dict:
             "gate_density": float(tally.cat("gate_density").mean()),
             "input_act_density": float(tally.cat("act_density").mean()),
             "reduction": dense / (conv + overhead),
+            "input_skipped_macs": skipped,
+            "effective_macs_full": conv + overhead - skipped,
+            "reduction_full": dense / (conv + overhead - skipped),
         })
     dense = sum(layer["dense_macs"] for layer in layers)
     effective = sum(layer["effective_macs"] for layer in layers)
+    full = sum(layer["effective_macs_full"] for layer in layers)
     n_images = len(next(iter(tallies.values())).cat("conv_macs"))
     return {"n_images": n_images, "dense_macs": dense, "effective_macs": effective,
-            "reduction": dense / effective, "layers": layers}
+            "reduction": dense / effective, "effective_macs_full": full, "reduction_full": dense / full,
+            "layers": layers}
 
 
 def write_trace(path: Path, tallies: dict[str, LayerTally], graph: dict[str, list[str]], meta: dict) -> Path:

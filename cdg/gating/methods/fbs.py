@@ -18,6 +18,9 @@ C_out to its final value along the target ramp.
 
 Its keep ratio is set from the target before the backbone is built (``FBS.backbone_settings``):
 the target is met by k, not by shifting gates, so there is no integral control and no calibration.
+Under ``gate.accounting: full`` (the default) k is found by bisection on the full-convention ratio of
+a probe backbone (``full_keep_ratio``): a dropped channel also saves its consumer's input MACs, so
+the same target keeps more channels than under the output-only convention.
 """
 from __future__ import annotations
 
@@ -30,10 +33,11 @@ from torch import nn
 
 from hwsim.trace.errors import UserError
 from cdg.gating.base import gated_layers
-from cdg.gating.predictor import PredictorGatedConv, PredictorMethod, input_scale, spatial_mean
+from cdg.gating.predictor import PredictorGatedConv, PredictorMethod, adopt_output_norms, input_scale, spatial_mean
 from cdg.gating.selection import gate_for, gated_conv_factory
 from cdg.gating.spec import GateSpec, is_real
 from cdg.models.resnet import ConvSpec, build_backbone
+from cdg.tracing.input_credit import input_credit
 from cdg.tracing.inventory import conv_inventory
 
 
@@ -56,7 +60,44 @@ def fbs_keep_ratio(cfg) -> float:
     keep = (target * dense - (dense - gated) - predictor) / gated
     if keep <= 0:
         raise UserError(f"gate.target_reduction/target_density: FBS cannot reach ratio {target:.3f} (ungated convs alone cost more)")
-    return min(1.0, keep)
+    keep = min(1.0, keep)
+    if cfg.gate.accounting != "full" or keep >= 1.0:
+        return keep
+    return full_keep_ratio(probe, cfg.data.image_size, target)
+
+
+@torch.no_grad()
+def _full_ratio(probe: nn.Module, infos: list, image_size: int, keep_ratio: float) -> float:
+    """Network MAC ratio of the full accounting (every overhead and the input-side credit) at
+    ``keep_ratio``: one forward of a blank image (``probe`` in eval mode). The count does not
+    depend on the image, since every layer keeps exactly k channels per image and the credit only
+    counts them."""
+    layers = gated_layers(probe)
+    for _, layer in layers:
+        layer.keep = max(1, math.ceil(round(keep_ratio * layer.out_channels, 9)))
+    probe(torch.zeros(1, 3, image_size, image_size))
+    records = {name: layer.record for name, layer in layers}
+    effective = sum(float(records[i.name].macs["total"].sum()) if i.name in records else i.dense_macs for i in infos)
+    effective -= sum(float(c.sum()) for c in input_credit(probe, records).values())
+    return effective / sum(i.dense_macs for i in infos)
+
+
+def full_keep_ratio(probe: nn.Module, image_size: int, target: float, iterations: int = 14) -> float:
+    """The keep ratio whose full-convention network ratio is closest to ``target``, by bisection on
+    (0, 1] (the ratio grows with the keep ratio). It keeps more channels than the output-only
+    formula for the same target, since the channels a layer drops are input channels its consumer
+    skips. ``probe``: the FBS backbone, BatchNorms not yet moved."""
+    adopt_output_norms(probe)
+    infos = conv_inventory(probe, image_size)
+    probe.eval()
+    low, high = 0.0, 1.0
+    best = min(((abs(_full_ratio(probe, infos, image_size, r) - target), r) for r in (low, high)))
+    for _ in range(iterations):  # 2^-14 of the keep ratio: finer than one channel of any layer up to 16k
+        middle = 0.5 * (low + high)
+        ratio = _full_ratio(probe, infos, image_size, middle)
+        best = min(best, (abs(ratio - target), middle))
+        low, high = (low, middle) if ratio > target else (middle, high)
+    return best[1]
 
 
 class FBS(PredictorMethod):

@@ -147,7 +147,7 @@ def test_calibrate_keeps_the_closest_shift_when_no_layer_explains_the_jump(tmp_p
     first = next(layer for _, layer in gated_layers(backbone))
     start = float(first.threshold[0].detach())
 
-    def step_macs(bb, images, infos, batch=256):  # network ratio jumps from 0.8 to 0.45 at a shift of 1.3
+    def step_macs(bb, images, infos, batch=256, full=False):  # network ratio jumps from 0.8 to 0.45 at a shift of 1.3
         return {"all": 0.8 if float(first.threshold[0].detach()) - start < 1.3 else 0.45}
 
     monkeypatch.setattr(calibration, "measured_layer_macs", step_macs)
