@@ -139,8 +139,9 @@ class GateMethod:
     def regulariser(cls, controller, views: list[dict], cost: torch.Tensor, target: float) -> torch.Tensor:
         """The sparsity loss of one step. ``views``: per backbone call, the records by layer name;
         ``cost``: the soft network MAC ratio (hardware-priced under ``gate.hw_aware``); ``target``:
-        the scheduled ratio; ``controller``: the ``GateController`` (its state, weights, layers)."""
-        raise NotImplementedError
+        the scheduled ratio; ``controller``: the ``GateController`` (its state, weights, layers).
+        Every method defines it: there is no method-neutral sparsity loss."""
+        raise TypeError(f"gate method {cls.__name__} defines no regulariser (a GateMethod hook, docs/architecture.md)")
 
     @classmethod
     def integrate(cls, controller, step: float) -> None:

@@ -53,8 +53,8 @@ class SplitMethod(GateMethod):
 
     @classmethod
     def split_gate_macs(cls, spec: ConvSpec, gate: GateSpec, in_hw: tuple[int, int]) -> int:
-        """The gate's own per-image MACs when the conditional path is not empty."""
-        raise NotImplementedError
+        """The gate's own per-image MACs when the conditional path is not empty (each split method's own)."""
+        raise TypeError(f"split gate method {cls.__name__} defines no split_gate_macs (docs/architecture.md)")
 
 
 class SplitGatedConv(GatedConv, metaclass=abc.ABCMeta):
