@@ -29,12 +29,13 @@ from analysis.executors import import_ray, run_local, run_ray
 from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
 from analysis.journal import JOURNAL, Journal, locked
 from analysis.results import LAYERS_CSV, POINTS_CSV, SWEEP_JSON
-from analysis.runs import RunInfo, file_digest, find_run_dirs, load_runs
+from analysis.runs import RunInfo, find_run_dirs, load_runs
 from analysis.worker import make_tasks
 from hwsim.config import load_config
 from hwsim.models.base import AccelConfig
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_open, atomic_write_json
+from hwsim.trace.io import sha256
 
 SCHEMA_VERSION = 1
 
@@ -91,7 +92,7 @@ def load_accels(paths: Sequence[str]) -> list[Accel]:
             continue
         seen.add(os.path.realpath(p))
         cfg = load_config(p)
-        out.append(Accel(str(p), file_digest(p), cfg))
+        out.append(Accel(str(p), sha256(p), cfg))
     return out
 
 

@@ -17,7 +17,6 @@ The trace/run check compares what both sides record independently:
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from typing import Any, Iterable
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import load_yaml
 from hwsim.trace import Trace, load_trace
+from hwsim.trace.io import sha256
 from hwsim.trace.layout import CONFIG_FILE, MANIFEST, SUMMARY_FILE, TRACE_DIR, TRACE_JSON
 
 MACS_RTOL = 1e-4
@@ -95,14 +95,6 @@ def _num(value: Any, src: str, fld: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HwsimError(src, fld, f"expected a number, got {value!r}")
     return float(value)
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_run_dir(path: Path) -> bool:
@@ -183,7 +175,7 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         raise HwsimError(cfg_src, "train.seed", f"expected an integer, got {seed!r}")
     return RunInfo(
         run=real.name, run_group=real.parent.name, run_path=str(real),
-        trace_path=str(real / TRACE_DIR), trace_digest=file_digest(manifest),
+        trace_path=str(real / TRACE_DIR), trace_digest=sha256(manifest),
         backbone=model.get("arch"), width=_num(model.get("width"), cfg_src, "model.width"),
         dataset=data.get("dataset"), ssl_method=method.get("name"),
         gate_method=gate.get("method", "none" if not gate else None),

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
-from analysis.runs import file_digest
+from hwsim.trace.io import sha256
 from hwsim.api import simulate_trace
 from hwsim.config import parse_config
 from hwsim.trace import load_trace
@@ -25,7 +25,7 @@ def _trace(path: str, digest: str):
     if key in _TRACE_CACHE:
         _TRACE_CACHE.move_to_end(key)
         return _TRACE_CACHE[key]
-    if file_digest(Path(path) / MANIFEST) != digest:
+    if sha256(Path(path) / MANIFEST) != digest:
         raise HwsimError(path, "MANIFEST.json", "trace changed since the sweep started (re-run the sweep)")
     tr = load_trace(path)
     _TRACE_CACHE[key] = tr

@@ -3,7 +3,7 @@
 A run directory must never hold a half-written file: a crash or a kill between
 ``open`` and ``close`` would otherwise leave a truncated checkpoint, config or
 trace that a later ``--resume`` or a simulator would trust. Everything is
-written to a temporary file ``.<name>.XXXXXXXX.tmp`` in the same directory, flushed and
+written to a temporary file ``.<name>.<random>.tmp`` in the same directory, flushed and
 fsync'd, then moved into place with ``os.replace`` (atomic on POSIX and Windows).
 
 Three more promises (``docs/reliability.md``):
