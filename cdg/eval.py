@@ -1,8 +1,10 @@
-"""Evaluate a trained encoder: ``python -m cdg.eval --run runs/X`` (or ``--checkpoint FILE``).
+"""Evaluate an encoder: ``python -m cdg.eval --run runs/X`` (or ``--checkpoint FILE``, or ``--config FILE``).
 
-Runs the kNN monitor and the linear probe on frozen features of the backbone and
-appends the result to the run's ``metrics.jsonl``. ``--random-init`` evaluates the
-same architecture with untrained weights, the baseline every SSL run must beat.
+Runs the kNN monitor and the linear probe on frozen features and appends the result to the
+run's ``metrics.jsonl``. The two baselines every SSL run must beat need no run at all:
+``--config FILE --random-init`` evaluates the architecture with the seeded untrained weights,
+``--config FILE --features raw-pixels`` the normalised pixels themselves (same probe, same
+split), so an experiment can tell learned features from what the input already gives.
 """
 from __future__ import annotations
 
@@ -10,11 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from cdg.run.builders import load_sources, load_trained
+from torch import nn
+
+from cdg.config import load_config
+from cdg.evaluation import RawPixels
+from cdg.run.builders import build_untrained, load_sources, load_trained
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.rundir import INTERRUPTED, MetricsLog, checkpoint_path
-from hwsim.trace.layout import METRICS_FILE
 from hwsim.trace.errors import CliParser, cli_entry
+from hwsim.trace.fileio import atomic_write_json
+from hwsim.trace.layout import METRICS_FILE
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -22,39 +29,73 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--run", type=Path, help="run directory (uses its checkpoints/last.pt)")
     where.add_argument("--checkpoint", type=Path, help="a checkpoint file (its config is stored inside)")
+    where.add_argument("--config", type=Path,
+                       help="YAML config without a run: baselines only (--random-init or --features raw-pixels)")
     parser.add_argument("--random-init", action="store_true", help="evaluate untrained weights (baseline)")
+    parser.add_argument("--features", choices=["backbone", "raw-pixels"], default="backbone",
+                        help="backbone features (default) or the normalised input pixels (baseline)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     parser.add_argument("--data-dir", default=None, help="override data.data_dir (data moved since training)")
     parser.add_argument("--no-log", action="store_true", help="do not append to the run's metrics.jsonl")
-    return parser.parse_args(argv)
+    parser.add_argument("--json", default=None, help="also write the result to this JSON file")
+    parser.add_argument("overrides", nargs="*", metavar="section.key=value",
+                        help="config overrides (with --config only)")
+    args = parser.parse_args(argv)
+    if args.overrides and args.config is None:
+        parser.error("section.key=value overrides go with --config (a run's config is fixed by its checkpoint)")
+    if args.config is not None and not args.random_init and args.features == "backbone":
+        parser.error("--config has no trained weights: add --random-init or --features raw-pixels")
+    if args.json is not None:
+        if not args.json.strip():
+            parser.error("--json: empty path")
+        args.json = Path(args.json)
+    return args
+
+
+def _weights_label(args: argparse.Namespace) -> str:
+    if args.features == "raw-pixels":
+        return "raw-pixels"
+    return "random-init" if args.random_init else "trained"
 
 
 @cli_entry(interrupted=INTERRUPTED)
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    ckpt_file = args.checkpoint or checkpoint_path(args.run)
-    trained = load_trained(ckpt_file, {"train.device": args.device, "data.data_dir": args.data_dir},
-                           weights=not args.random_init)
+    values = {"train.device": args.device, "data.data_dir": args.data_dir}
+    if args.config is not None:
+        overrides = [*args.overrides, *(f"{k}={v}" for k, v in values.items() if v is not None)]
+        trained = build_untrained(load_config(args.config, overrides))
+        source = str(args.config)
+    else:
+        source = args.checkpoint or checkpoint_path(args.run)
+        trained = load_trained(source, values, weights=not args.random_init)
     cfg, payload, device = trained.cfg, trained.payload, trained.device
-    backbone = trained.model.backbone.to(device)
+    encoder: nn.Module = RawPixels() if args.features == "raw-pixels" else trained.model.backbone
+    encoder = encoder.to(device)
     sources = load_sources(cfg)
-    train, test = features_for(cfg, backbone, sources, device)
+    train, test = features_for(cfg, encoder, sources, device)
     num_classes = sources.train.num_classes
     result = {
         "event": "eval",
-        "weights": "random-init" if args.random_init else "trained",
-        "checkpoint": str(ckpt_file),
+        "weights": _weights_label(args),
+        "checkpoint" if args.config is None else "config": str(source),
+        "dataset": cfg.data.dataset,
+        "seed": cfg.train.seed,
         "epoch": payload["epoch"],
         "step": payload["global_step"],
+        "feature_dim": int(train.x.shape[1]),
         "knn_top1": knn_top1(cfg, train, test, num_classes),
     }
     if cfg.eval.linear_epochs > 0:
         probe = linear_top1(cfg, train, test, num_classes)
         result.update(linear_top1=probe["top1"], linear_top5=probe["top5"])
     print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
-    run_dir = args.run if args.run else Path(ckpt_file).parent.parent
-    if not args.no_log and (run_dir / METRICS_FILE).exists():
-        MetricsLog(run_dir / METRICS_FILE).write(result)
+    if args.json is not None:
+        atomic_write_json(args.json, result)
+    if args.config is None:
+        run_dir = args.run if args.run else Path(source).parent.parent
+        if not args.no_log and (run_dir / METRICS_FILE).exists():
+            MetricsLog(run_dir / METRICS_FILE).write(result)
     return result
 
 

@@ -22,6 +22,13 @@ class Features:
     y: torch.Tensor  # N int64 on CPU
 
 
+class RawPixels(nn.Module):
+    """The normalised input pixels as features: the floor a learned encoder has to clear."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+
 @torch.no_grad()
 def extract_features(
     backbone: nn.Module,

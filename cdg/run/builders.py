@@ -68,6 +68,13 @@ class Trained:
     device: torch.device
 
 
+def build_untrained(cfg: Config) -> Trained:
+    """The model of ``cfg`` with its seeded random initialisation and no checkpoint (baselines)."""
+    cfg = resolve(cfg)
+    torch.manual_seed(cfg.train.seed)
+    return Trained(cfg, build_model(cfg), {"epoch": 0, "global_step": 0}, select_device(cfg))
+
+
 def load_trained(checkpoint: Path, values: dict[str, Any] | None = None, weights: bool = True) -> Trained:
     """Rebuild the model a checkpoint was trained with (``cdg.eval``, ``cdg.trace``).
 
