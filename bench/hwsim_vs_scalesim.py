@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     total_ref = total_hw = 0.0
     all_ok = True
     for df in args.dataflows.split(","):
-        cfg = base.with_overrides(dataflow=df)
+        cfg = base.with_overrides(dataflow=df, accumulation="scalesim")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             ref = run_scalesim(specs, cfg, tmp)

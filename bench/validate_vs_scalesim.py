@@ -32,7 +32,7 @@ SRAM_KB = [(1, 1, 1), (8, 8, 4)]
 
 def config(rows, cols, df, sram):
     return parse_config(dict(
-        name=f"v{rows}x{cols}", model="systolic", array=dict(rows=rows, cols=cols), dataflow=df,
+        name=f"v{rows}x{cols}", model="systolic", array=dict(rows=rows, cols=cols), dataflow=df, accumulation="scalesim",
         clock_mhz=1000, sram_kb=dict(ifmap=sram[0], filter=sram[1], ofmap=sram[2]),
         word_bytes=dict(ifmap=1, filter=1, ofmap=1), dram=dict(bandwidth_gb_s=16), sparse=dict(mode="skip"),
         energy=dict(source="Horowitz ISSCC 2014", process_nm=45, mac_pj=0.3, rf_access_pj=0.3,
