@@ -19,7 +19,7 @@ from pathlib import Path
 from hwsim.config import load_config
 from hwsim.trace.fileio import atomic_write_json
 from hwsim.networks import resnet18_cifar
-from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.interop.scalesim_ref import run_scalesim
 from hwsim.models.systolic.counts import dense_layer_counts
 from hwsim.workload import lower
 

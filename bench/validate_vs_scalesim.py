@@ -13,7 +13,7 @@ import tempfile
 import warnings
 
 from hwsim.config import parse_config
-from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.interop.scalesim_ref import run_scalesim
 from hwsim.models.systolic.counts import dense_layer_counts
 from hwsim.workload import conv_layer, linear_layer, lower
 

@@ -3,7 +3,7 @@ cycles and SRAM reads/writes exactly, DRAM traffic within 2 %."""
 import pytest
 
 from hwsim.api import simulate_layer
-from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.interop.scalesim_ref import run_scalesim
 from hwsim.models.systolic.counts import dense_layer_counts
 from hwsim.workload import conv_layer, linear_layer, lower
 from tests.hwsim.helpers import tiny_config
