@@ -139,7 +139,7 @@ class GateConfig(Section):
     controller_lr: float = Field(1.0, ge=0, description="gain of the integral target controller (gate shift per unit ratio error)")
     branches: Literal["both", "one"] = Field("both", description="gate both contrastive branches, or only one (ablation)")
     align_weight: float = Field(0.0, ge=0, description="cross-branch saliency alignment: penalise per-layer density gaps")
-    sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid")
+    sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid (cdg, cgnet; dgnet uses 1/tau)")
     keep_ratio: Optional[float] = Field(None, gt=0, le=1, description="FBS channels kept; null = derived from the target")
     control: Literal["shared", "published"] = Field(
         "shared", description="sparsity control: shared = the integral target controller and calibration for every method; published = each method's own (cgnet fixed target threshold, fbs fixed k-winner-take-all, dgnet FLOPs and bounding loss)"
