@@ -253,3 +253,16 @@ def test_a_tiny_digits_run_finishes_for_every_baseline_and_control(tmp_path, met
         assert summary["reduction_full"] == pytest.approx(1.6, rel=0.1)
     # (published cgnet and dgnet reach what their own losses give in 3 tiny epochs: not the target)
     assert ("calibration_shift" in summary) == (control == "shared" and method != "fbs")
+    assert summary["control"] == control
+
+
+def test_dgnet_followers_of_a_momentum_encoder_follow_its_own_leaders():
+    from cdg.methods.base import frozen_copy
+
+    backbone = _dgnet_backbone()
+    target = frozen_copy(backbone)
+    for (_, online), (_, copied) in zip(gated_layers(backbone), gated_layers(target)):
+        if online.is_follower:
+            assert copied.is_follower and copied.leader is not online.leader
+            assert any(copied.leader is layer for _, layer in gated_layers(target))
+    target(torch.randn(2, 3, 8, 8))  # the copy runs on its own masks
