@@ -139,8 +139,20 @@ class GateConfig(Section):
     controller_lr: float = Field(1.0, ge=0, description="gain of the integral target controller (gate shift per unit ratio error)")
     branches: Literal["both", "one"] = Field("both", description="gate both contrastive branches, or only one (ablation)")
     align_weight: float = Field(0.0, ge=0, description="cross-branch saliency alignment: penalise per-layer density gaps")
-    sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid")
+    sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid (cdg, cgnet; dgnet uses 1/tau)")
     keep_ratio: Optional[float] = Field(None, gt=0, le=1, description="FBS channels kept; null = derived from the target")
+    control: Literal["shared", "published"] = Field(
+        "shared", description="sparsity control: shared = the integral target controller and calibration for every method; published = each method's own (cgnet fixed target threshold, fbs fixed k-winner-take-all, dgnet FLOPs and bounding loss)"
+    )
+    target_threshold: Optional[float] = Field(
+        None, description="cgnet under control=published: the fixed target threshold T of its penalty; null = the normal quantile that meets the target"
+    )
+    grouping: Literal["shuffle", "first"] = Field(
+        "shuffle", description="cgnet base path: shuffle = channel grouping with shuffle as published (G must divide C_in, C_out); first = the first 1/G input channels"
+    )
+    bound_weight: float = Field(1.0, ge=0, description="dgnet: weight gamma of its bounding loss on each block's spatial and channel density")
+    bound_decay: float = Field(0.05, ge=0, description="dgnet: the bound relaxes as p = exp(-bound_decay x epochs since the warm-up)")
+    tau: float = Field(2 / 3, gt=0, description="dgnet: temperature of its Gumbel-sigmoid gates (noise in training only)")
     accounting: Literal["full", "output"] = Field(
         "full", description="MAC convention of target control and calibration: full = skipped outputs and structurally zero inputs, output = skipped outputs only"
     )

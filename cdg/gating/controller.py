@@ -14,9 +14,9 @@
   (``multiplier``, ``threshold_target``, checkpointed);
 * the optional **cross-branch saliency alignment** ``align_weight · mean (d_v1 − d_v2)²`` on
   per-image layer densities;
-* **integral target control** for every threshold/bias method (``GateMethod.target_by_shift``:
-  cdg, cgnet, dgnet): after each optimiser step all gates shift by η (r_hard − t), so training
-  runs at the scheduled ratio;
+* **integral target control** for every threshold/bias method (``GateMethod.integral_control``:
+  cdg, cgnet, dgnet under ``gate.control: shared``): after each optimiser step all gates shift by
+  η (r_hard − t), so training runs at the scheduled ratio;
 * the **branch policy**: gates in both contrastive branches (default) or only one (the
   second view of a shared encoder, or the online encoder of MoCo/BYOL, runs dense);
 * hardware-aware **prices** of each layer's gated MACs (``gate.hw_aware``, ``cdg.tracing.hw_prices``).
@@ -82,6 +82,7 @@ class GateController:
         self.multiplier = 0.0
         self.threshold_target = 0.0
         self.view = 0
+        self.epoch = 0.0
         self.records: list[dict] = [{}, {}]
         self._hooks = [self.backbone.register_forward_pre_hook(self._before_view),
                        self.backbone.register_forward_hook(self._after_view)]
@@ -107,6 +108,7 @@ class GateController:
 
     def begin_step(self, epoch: float) -> None:
         self.gates_on = epoch >= self.gate.warmup_epochs
+        self.epoch = epoch
         self.view = 0
         self.records = [{}, {}]
         self.collecting = True
@@ -190,7 +192,7 @@ class GateController:
         multiplier (cdg) and the threshold target T (cgnet) integrate the same error.
         """
         error, self._error = self._error, None
-        if error is None or not self.method.target_by_shift:
+        if error is None or not self.method.integral_control(self.gate):
             return
         step = self.gate.controller_lr * error
         shift_gates(self.backbone, step, self.price if self.hw_layers else None)
@@ -199,7 +201,7 @@ class GateController:
     @property
     def calibratable(self) -> bool:
         """Whether ``cdg.gating.calibration.calibrate`` can meet the target by shifting the gates."""
-        return self.method.target_by_shift
+        return self.method.integral_control(self.gate)
 
     def state_dict(self) -> dict:
         return {"multiplier": self.multiplier, "threshold_target": self.threshold_target}

@@ -350,6 +350,7 @@ class Trainer:
                                reduction_full=report["reduction_full"], accounting=cfg.gate.accounting)
                 if cfg.gate.target_ratio is not None:
                     summary["target_reduction"] = 1 / cfg.gate.target_ratio
+                summary["control"] = cfg.gate.control  # what drove the method to its budget (docs/algorithm.md)
             summary.update(train_macs)
             # Final accuracy of the final (calibrated) weights, from one feature pass.
             train, test = features_for(cfg, self.model.backbone, self.sources, self.device)
