@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
+from analysis.pareto import snap
 from analysis.results import typed
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
@@ -291,7 +292,7 @@ def summary_html(sweep: Sweep, accuracy: str, chosen: Sequence[Mapping], point_i
                         for p in chosen_by_accel[accel]) or "-"
         cells = [html.escape(accel), _e(rows[0].get("accel_model")), str(len(rows)), _e(best(accuracy, max)),
                  str(len(F.front_of(rows, accuracy, "time_us"))), _e(best("time_us", min)), _e(best("energy_pj", min)),
-                 _e(best("speedup", max)), _e(best("energy_saving", max)), rep]
+                 _e(best("speedup", max)), _e(snap(best("energy_saving", max))), rep]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body)
              + "</table>")

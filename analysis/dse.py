@@ -43,7 +43,8 @@ SCHEMA_VERSION = 1
 # block, the totals follow them; any further total reported by a model is appended.
 POINT_RUN_COLUMNS = ["point_id", "run", "run_group", "run_path", "backbone", "width", "dataset", "ssl_method",
                      "gate_method", "gate_S", "gate_b", "gate_G", "gate_branches", "gate_align_weight",
-                     "target_reduction", "seed", "linear_top1", "knn_top1", "trained_reduction"]
+                     "target_reduction", "gate_recipe", "seed", "experiment", "image_size", "epochs", "steps",
+                     "batch_size", "linear_top1", "knn_top1", "trained_reduction"]
 POINT_ACCEL_COLUMNS = ["accel", "accel_file", "accel_model", "accel_mode", "design", "params"]
 POINT_RESULT_COLUMNS = ["mask_source", "n_images", "clock_mhz", "peak_macs_per_cycle", "total_cycles",
                         "dense_total_cycles", "cycles", "dense_cycles", "speedup", "flops_reduction",

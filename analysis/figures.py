@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analysis.pareto import as_float, pareto_mask
+from analysis.pareto import RTOL, as_float, pareto_mask
 
 TEMPLATE = "plotly_white"
 ACCEL_PALETTE = qualitative.Plotly + qualitative.D3
@@ -194,7 +194,7 @@ def representative_points(points: Sequence[Mapping], accuracy: str, tolerance: f
         accs = [num(r.get(accuracy)) for r in timed if math.isfinite(num(r.get(accuracy)))]
         if accs:
             best = max(accs)
-            timed = [r for r in timed if num(r.get(accuracy)) >= best - tolerance - 1e-12]
+            timed = [r for r in timed if num(r.get(accuracy)) >= best - tolerance - RTOL * abs(best)]
         out.append(min(timed, key=lambda r: (num(r.get("time_us")), -num(r.get(accuracy)))))
     return out
 
