@@ -28,7 +28,7 @@ realised is ``D - T``. The difference ``T - D f`` splits exactly into
 Floats are compared with the relative tolerance ``RTOL`` (1e-9): two values within ``RTOL`` of the
 larger magnitude are equal (a run 1e-16 faster than dense does not beat it), and a saving, share or
 gain whose size is below ``RTOL`` of its scale is zero. Rounding in hwsim's sums stays near 1e-15
-relative; one cycle of a per-image total (below ~1e9 cycles for every shipped network) is above 1e-9.
+relative; one cycle of a real per-image total is far above 1e-9 of it (docs/analysis.md).
 
 Seeds are averaged only within one experiment (``analysis.experiment``: the ``experiment`` column,
 same training config and budget) and one gate recipe (``gate_recipe``).
