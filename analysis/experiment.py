@@ -52,8 +52,11 @@ def experiment_key(cfg: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     data, model = cfg.get("data") or {}, cfg.get("model") or {}
     train, method = cfg.get("train") or {}, cfg.get("method") or {}
     epochs = budget["epochs"] if budget["epochs"] is not None else train.get("epochs")
-    label = (f"{data.get('dataset')}{data.get('image_size') or ''}/{model.get('arch')}x{model.get('width')}/"
-             f"{method.get('name')}/{epochs}ep/b{train.get('batch_size')}")
+    def v(x: Any) -> str:
+        return "?" if x is None else str(x)
+
+    label = (f"{v(data.get('dataset'))}{data.get('image_size') or ''}/{v(model.get('arch'))}x{v(model.get('width'))}/"
+             f"{v(method.get('name'))}/{v(epochs)}ep/b{v(train.get('batch_size'))}")
     return f"{label}#{_digest({'config': body, 'budget': budget})}"
 
 
