@@ -14,7 +14,7 @@ from typing import Any, Iterable
 from analysis.sweepcheck import SCHEMA_VERSION, Table, check_sweep
 from hwsim.trace.errors import HwsimError
 
-__all__ = ["SCHEMA_VERSION", "Table", "load_sweep", "load_tables", "read_csv", "read_table", "to_records", "typed"]
+__all__ = ["SCHEMA_VERSION", "Table", "load_sweep", "load_tables", "read_table", "to_records", "typed"]
 
 POINTS_CSV = "points.csv"
 LAYERS_CSV = "layers.csv"
@@ -77,12 +77,6 @@ def require_columns(table: Table, required: Iterable[str], why: str = "") -> Non
     for col in required:
         if col not in table.columns:
             raise HwsimError(table.path, col, "column missing" + (f" ({why})" if why else ""))
-
-
-def read_csv(path: Path, required: Iterable[str] = ()) -> list[dict]:
-    table = read_table(path)
-    require_columns(table, required)
-    return table.rows
 
 
 def read_meta(root: Path) -> dict:
