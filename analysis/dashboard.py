@@ -20,9 +20,7 @@ written either way). User mistakes are one line on stderr and exit code 2 (``hws
 """
 from __future__ import annotations
 
-import csv
 import html
-import json
 import math
 import sys
 from collections import Counter, defaultdict
@@ -31,7 +29,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
-from analysis.results import typed
+from analysis.pareto import snap
+from analysis.results import load_tables
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
 from hwsim.trace.layout import METRICS_FILE
@@ -76,24 +75,9 @@ class Sweep:
     layers_by_point: dict[Any, list[dict]] = field(default_factory=dict)
 
 
-def _read_csv(path: Path, required: Sequence[str], what: str) -> tuple[list[dict], list[str]]:
-    if not path.is_file():
-        raise HwsimError(str(path), "file", f"missing (is {path.parent} a sweep directory written by "
-                                            f"python -m analysis.dse?)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = list(reader.fieldnames or [])
-        if not columns:
-            raise HwsimError(str(path), "header", "empty file (no header row)")
-        for col in required:
-            if col not in columns:
-                raise HwsimError(str(path), col, f"column missing (needed for the {what})")
-        rows = [{k: typed(v or "") for k, v in row.items() if k is not None} for row in reader]
-    return rows, columns
-
-
 def load(sweep_dir: str | Path) -> Sweep:
-    """Read and check a sweep directory; every problem is a :class:`HwsimError` naming the file/column."""
+    """Read and check a sweep directory (``analysis.sweepcheck``); every problem is a
+    :class:`HwsimError` naming the file, line and column."""
     root = Path(sweep_dir)
     if not root.exists():
         raise HwsimError(str(root), "--sweep", "no such directory")
@@ -101,27 +85,12 @@ def load(sweep_dir: str | Path) -> Sweep:
         raise HwsimError(str(root), "--sweep", "not a directory")
     if not any(root.iterdir()):
         raise HwsimError(str(root), "--sweep", "empty directory (run python -m analysis.dse --out here first)")
-    points, point_columns = _read_csv(root / "points.csv", POINT_COLUMNS, "dashboard")
-    if not points:
-        raise HwsimError(str(root / "points.csv"), "rows", "no points (has the sweep run?)")
-    layers, _ = _read_csv(root / "layers.csv", LAYER_COLUMNS, "per-layer figures")
-    meta_path = root / "sweep.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HwsimError(str(meta_path), "file", "missing (is this a sweep directory?)") from None
-    except ValueError as exc:
-        raise HwsimError(str(meta_path), "json", f"not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise HwsimError(str(meta_path), "(top level)", "expected a JSON object")
+    points, layers, meta = load_tables(root, POINT_COLUMNS, LAYER_COLUMNS,
+                                       ("needed for the dashboard", "needed for the per-layer figures"))
     by_point: dict[Any, list[dict]] = defaultdict(list)
-    for row in layers:
+    for row in layers.rows:
         by_point[row.get("point_id")].append(row)
-    for p in points:
-        if not by_point.get(p.get("point_id")):
-            raise HwsimError(str(root / "layers.csv"), f"point_id {p.get('point_id')}",
-                             "no layer rows for this point of points.csv")
-    return Sweep(root, points, layers, meta, point_columns, dict(by_point))
+    return Sweep(root, points.rows, layers.rows, meta, points.columns, dict(by_point))
 
 
 def pick_accuracy(sweep: Sweep, requested: str | None) -> str:
@@ -291,7 +260,7 @@ def summary_html(sweep: Sweep, accuracy: str, chosen: Sequence[Mapping], point_i
                         for p in chosen_by_accel[accel]) or "-"
         cells = [html.escape(accel), _e(rows[0].get("accel_model")), str(len(rows)), _e(best(accuracy, max)),
                  str(len(F.front_of(rows, accuracy, "time_us"))), _e(best("time_us", min)), _e(best("energy_pj", min)),
-                 _e(best("speedup", max)), _e(best("energy_saving", max)), rep]
+                 _e(best("speedup", max)), _e(snap(best("energy_saving", max))), rep]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body)
              + "</table>")

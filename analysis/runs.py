@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from analysis.experiment import experiment_key, gate_recipe
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import load_yaml
 from hwsim.trace import Trace, load_trace
@@ -54,7 +55,13 @@ class RunInfo:
     gate_branches: str | None = None
     gate_align_weight: float | None = None
     target_reduction: float | None = None
+    gate_recipe: str | None = None   # digest of the other gate settings (analysis.experiment)
     seed: int | None = None
+    experiment: str | None = None    # what seeds of one experiment share (analysis.experiment)
+    image_size: int | None = None
+    epochs: int | None = None        # summary.json (else train.epochs): the budget trained
+    steps: int | None = None
+    batch_size: int | None = None
     linear_top1: float | None = None
     knn_top1: float | None = None
     trained_reduction: float | None = None
@@ -95,6 +102,12 @@ def _num(value: Any, src: str, fld: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise HwsimError(src, fld, f"expected a number, got {value!r}")
     return float(value)
+
+
+def _int(value: Any, src: str, fld: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise HwsimError(src, fld, f"expected an integer, got {value!r}")
+    return value
 
 
 def is_run_dir(path: Path) -> bool:
@@ -184,7 +197,10 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         gate_align_weight=_num(gate.get("align_weight"), cfg_src, "gate.align_weight"),
         target_reduction=_num(summary.get("target_reduction", gate.get("target_reduction")), summary_src,
                               "target_reduction"),
-        seed=seed,
+        gate_recipe=gate_recipe(cfg), seed=seed, experiment=experiment_key(cfg, summary),
+        image_size=data.get("image_size"),
+        epochs=_int(summary.get("epochs", train.get("epochs")), summary_src, "epochs"),
+        steps=_int(summary.get("steps"), summary_src, "steps"), batch_size=train.get("batch_size"),
         linear_top1=_num(summary.get("linear_top1"), summary_src, "linear_top1"),
         knn_top1=_num(summary.get("knn_top1"), summary_src, "knn_top1"),
         trained_reduction=_num(summary.get("reduction"), summary_src, "reduction"),
