@@ -5,8 +5,8 @@ The implicit-GEMM path maps each group to its own column of thread-block tiles; 
 one useful column and a third of a k-step: about 455x the work of the layer on the tensor cores
 (one MobileNet depthwise layer costing half of a whole ResNet-50). cuDNN and PyTorch run such
 layers with direct convolution kernels on the CUDA cores instead, which are memory-bound at
-these arithmetic intensities. Here: a layer whose groups each have fewer output channels than
-half a tile's width runs as one kernel whose time is the roofline of its MACs at the CUDA-core
+these arithmetic intensities. Here: a layer whose groups each have at most half a tile's width
+of output channels and a reduction of at most four k-steps runs as one kernel whose time is the roofline of its MACs at the CUDA-core
 FMA rate (``cuda_core_macs_per_sm_cycle``, from the vendor's non-tensor FP16 peak) against its
 compulsory DRAM traffic, plus a launch. Only dense layers take it: the trace schema refuses
 gated grouped convs. docs/hwsim-gpu.md.
@@ -21,8 +21,10 @@ from hwsim.workload import LayerWorkload
 
 
 def uses_direct_path(work: LayerWorkload, cfg: GPUConfig) -> bool:
-    """Grouped convs whose per-group GEMM is narrower than half a tile (depthwise among them)."""
-    return work.groups > 1 and work.gemm.M * 2 <= cfg.tile.n
+    """Grouped convs whose per-group GEMM is narrower than half a tile and whose reduction is a
+    few k-steps (depthwise k x k up to 11 x 11 among them); per-head attention GEMMs, whose
+    reduction runs over the tokens, stay batched GEMMs on the tensor cores."""
+    return work.groups > 1 and work.gemm.M * 2 <= cfg.tile.n and work.gemm.K <= 4 * cfg.tile.k
 
 
 def direct_figures(work: LayerWorkload, cfg: GPUConfig, counter_keys: tuple[str, ...]) -> Figures:
