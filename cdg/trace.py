@@ -10,10 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from cdg.run.builders import load_sources, load_trained
 from cdg.run.rundir import INTERRUPTED, checkpoint_path
-from cdg.tracing.any_model import layer_table, load_model
-from cdg.tracing.measure import trace_run
 from hwsim.trace import TraceWriter
 from hwsim.trace.errors import CliParser, cli_entry
 from hwsim.trace.layout import TRACE_DIR
@@ -36,6 +33,9 @@ def main(argv: list[str] | None = None) -> dict:
         return _model_table(parser, args)
     if args.input_size is not None or args.out is not None:
         parser.error("--input-size and --out go with --model (a run's trace goes to RUN/trace)")
+    from cdg.run.builders import load_sources, load_trained  # torch: after the arguments are checked
+    from cdg.tracing.measure import trace_run
+
     trained = load_trained(checkpoint_path(args.run), {
         "train.device": args.device,
         "data.data_dir": args.data_dir,
@@ -58,6 +58,8 @@ def _model_table(parser, args) -> dict:
         parser.error(f"--input-size {args.input_size}: expected 8..4096 pixels")
     if not args.out.strip():
         parser.error("--out: empty path")
+    from cdg.tracing.any_model import layer_table, load_model  # torch: after the arguments are checked
+
     rows = layer_table(load_model(args.model), args.input_size)
     meta = {"producer": "cdg.trace --model", "model": args.model, "image_size": args.input_size, "dense": True}
     with TraceWriter(args.out, meta=meta) as writer:

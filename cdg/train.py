@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_commented_yaml
-from cdg import distributed
 from cdg.run.rundir import (
     INTERRUPTED,
     check_resume_config,
@@ -26,7 +25,6 @@ from cdg.run.rundir import (
     remove_failed_start,
     run_dir_lock,
 )
-from cdg.run.trainer import Trainer
 from hwsim.trace.errors import CliParser, UserError, cli_entry
 from hwsim.trace.layout import SUMMARY_FILE
 
@@ -78,6 +76,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     if resume and not checkpoint_path(run_dir).exists():
         raise UserError(f"nothing to resume in {run_dir}: no checkpoint yet (start it again without --resume)")
+    # torch only now: a typo in the command line or the config is reported before the heavy imports
+    from cdg import distributed
+    from cdg.run.trainer import Trainer
     rank = int(os.environ.get("RANK", "0"))
     fresh_dir = None
     if not resume and rank == 0:
