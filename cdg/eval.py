@@ -101,5 +101,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return result
 
 
+def console() -> int:
+    """The ``cdg-eval`` console script: exit status 0 on success (``main`` returns its result,
+    which ``sys.exit`` would print and turn into status 1)."""
+    main()
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(0 if main() is not None else 1)

@@ -70,6 +70,13 @@ def _model_table(parser, args) -> dict:
     return {"layers": len(rows), "dense_macs": macs}
 
 
+def console() -> int:
+    """The ``cdg-trace`` console script: exit status 0 on success (``main`` returns its result,
+    which ``sys.exit`` would print and turn into status 1)."""
+    main()
+    return 0
+
+
 if __name__ == "__main__":
     main()
     sys.exit(0)

@@ -101,6 +101,13 @@ def main(argv: list[str] | None = None) -> dict | None:
         distributed.cleanup()
 
 
+def console() -> int:
+    """The ``cdg-train`` console script: exit status 0 on success (``main`` returns its result,
+    which ``sys.exit`` would print and turn into status 1)."""
+    main()
+    return 0
+
+
 if __name__ == "__main__":
     main()
     sys.exit(0)
