@@ -8,6 +8,7 @@ Prints a markdown table.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import warnings
@@ -40,7 +41,8 @@ def config(rows, cols, df, sram):
                     dram_pj_per_bit=20.3, static_mw=0)), "validate")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] + " Runs SCALE-Sim on every case: minutes.").parse_args(argv)
     warnings.simplefilter("ignore")
     print("| dataflow | array | SRAM kB (if/fil/of) | layers exact (cycles, SRAM) | max DRAM diff ifmap | filter | ofmap |")
     print("|---|---|---|---|---|---|---|")
