@@ -1,5 +1,7 @@
-"""Co-design analysis of a sweep: Pareto fronts, the best gate structure per accelerator, and where
-the FLOPs reduction is lost on the way to a speed-up.
+"""Co-design analysis of a sweep: Pareto fronts, best gate structures, where speed-up is lost.
+
+Pareto fronts, the best gate structure per accelerator, and where the FLOPs reduction is lost on
+the way to a speed-up.
 
     python -m analysis.pareto --sweep DIR [--accuracy linear_top1] [--tolerance 0.01] \
         [--cost time_us] [--by accel|design]
