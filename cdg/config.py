@@ -95,6 +95,7 @@ class TrainConfig(Section):
     grad_clip: Optional[float] = Field(None, gt=0)
     log_every_steps: int = Field(10, gt=0)
     progress: bool = Field(True, description="progress bars (rank 0 only)")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard (needs the tensorboard extra)")
 
 
 class EvalConfig(Section):

@@ -22,6 +22,7 @@ from cdg.run.checkpoint import capture_rng, load_checkpoint, load_model_state, r
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.optim import build_optimizer, build_scheduler
 from cdg.run.rundir import MetricsLog, checkpoint_path
+from cdg.run.tensorboard import TensorBoardMirror
 from cdg.run.train_macs import KEYS as MAC_KEYS, TrainMacMeter
 from hwsim.trace.layout import METRICS_FILE, SUMMARY_FILE
 from cdg.gating.calibration import calibrate
@@ -68,7 +69,8 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         self.amp = self.cuda and cfg.train.amp
         self.channels_last = self.cuda and cfg.train.channels_last
-        self.metrics = MetricsLog(run_dir / METRICS_FILE, enabled=self.is_main)
+        mirror = TensorBoardMirror(run_dir) if cfg.train.tensorboard and self.is_main else None
+        self.metrics = MetricsLog(run_dir / METRICS_FILE, enabled=self.is_main, mirror=mirror)
 
         self.sources = load_sources(cfg)
         if len(self.sources.train) < cfg.train.batch_size:
