@@ -1,0 +1,106 @@
+"""Configuration of the CPU model (``model: cpu``): the host CPU running torch, described by the
+figures a calibration measures (``python -m cdg.calibrate_cpu``). Every field: docs/hwsim-cpu.md.
+
+The model predicts wall-clock time, so rates are effective (what torch reaches on this host at
+``calibrated_threads``), not datasheet peaks; ``simd_fmas_per_core_cycle`` is only the peak that
+utilisation is reported against.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from hwsim.models.base import AccelConfig, StrictModel
+from hwsim.trace.errors import HwsimError
+
+
+class Throughput(StrictModel):
+    """Time of a GEMM-shaped op of M rows, N columns and reduction K (an implicit GEMM for conv2d):
+    ``op_us + 2 M N K / (peak_gflops e(M) e(N) e(K))`` with ``e(x) = x / (x + x_half)``, the
+    saturation of the vector units and cores by each dimension (fitted to micro-benchmarks)."""
+
+    peak_gflops: float = Field(gt=0)
+    m_half: float = Field(ge=0)
+    n_half: float = Field(ge=0)
+    k_half: float = Field(ge=0)
+
+
+class RowCopy(StrictModel):
+    """Indexed row copies (``index_select`` gather, ``index_add_`` scatter-add) of ``rows`` rows of
+    ``row_bytes`` bytes each: ``op_us + rows * row_ns + rows * row_bytes / gb_s``."""
+
+    gb_s: float = Field(gt=0)
+    row_ns: float = Field(ge=0)
+
+
+class Memory(StrictModel):
+    cache_kb: float = Field(gt=0, description="cache one op's operands stay in (the core's level 2, by the calibration)")
+    cache_gb_s: float = Field(gt=0, description="streaming copy bandwidth of a tensor that fits in cache_kb")
+    dram_gb_s: float = Field(gt=0, description="streaming bandwidth of a larger tensor (last-level cache or DRAM)")
+
+
+class OpCounts(StrictModel):
+    """torch calls the executor issues per layer besides the priced ones (index building, views
+    made contiguous, padding, the output add): each costs ``op_us``. A property of the executor's
+    code, counted from it, not fitted."""
+
+    spatial: int = Field(ge=0)
+    per_channel_block: int = Field(ge=0)
+    channel_slice: int = Field(ge=0)
+    dense_masked: int = Field(ge=0)
+
+
+class CPUEnergy(StrictModel):
+    source: str = Field(min_length=1)
+    process_nm: float = Field(gt=0)
+    mac_pj: float = Field(gt=0)               # one FP32 multiply-accumulate
+    dram_pj_per_byte: float = Field(gt=0)     # compulsory operand bytes
+    static_w: float = Field(ge=0)             # package power drawn whatever the work
+
+
+class Host(StrictModel):
+    """Where and when the figures were measured (recorded by the calibration)."""
+
+    cpu_model: str = Field(min_length=1)
+    logical_cpus: int = Field(gt=0)
+    torch_version: str = Field(min_length=1)
+    date: str = Field(min_length=1)
+    note: str = ""
+
+
+class CPUConfig(AccelConfig):
+    model: Literal["cpu"]
+    host: Host
+    cores: int = Field(gt=0, le=4096)
+    calibrated_threads: int = Field(gt=0, le=4096)
+    threads: int = Field(gt=0, le=4096)
+    simd_fmas_per_core_cycle: int = Field(gt=0, le=1024)
+    batch: int = Field(gt=0, le=65536)
+    op_us: float = Field(ge=0, description="fixed cost of one torch op call (dispatch, thread wake-up)")
+    conv: Throughput
+    gemm: Throughput
+    gather: RowCopy
+    scatter: RowCopy
+    memory: Memory
+    ops: OpCounts
+    unstructured: Literal["auto", "dense_masked", "gather"] = "auto"
+    energy: CPUEnergy
+
+    def used_cores(self) -> int:
+        return min(self.threads, self.cores)
+
+    def thread_scale(self) -> float:
+        """Compute rates scale with the cores in use relative to the calibration; bandwidths do not."""
+        return self.used_cores() / min(self.calibrated_threads, self.cores)
+
+    def peak_macs_per_cycle(self) -> float:
+        return float(self.used_cores() * self.simd_fmas_per_core_cycle)
+
+    def describe(self) -> str:
+        return f"cpu {self.threads} threads of {self.cores} cores, batch {self.batch}, unstructured {self.unstructured}"
+
+    def check(self, source: str) -> None:
+        if self.memory.dram_gb_s > self.memory.cache_gb_s:
+            raise HwsimError(source, "memory.dram_gb_s",
+                             f"{self.memory.dram_gb_s} exceeds memory.cache_gb_s = {self.memory.cache_gb_s}")
