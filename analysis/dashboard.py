@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
 from analysis.results import typed
+from analysis.validation_plot import validation_figure
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
 from hwsim.trace.layout import METRICS_FILE
@@ -49,6 +50,7 @@ SECTION_TITLES = {
     "gate_density": "Gate density per layer and stage",
     "speedup": "FLOPs reduction vs realised speed-up",
     "training": "Training curves",
+    "validation": "Sparse execution: predicted vs measured (cpu model)",
 }
 SECTION_NOTES = {
     "pareto": "Each marker is one (run, accelerator, grid assignment); diamonds joined by a step line are the points "
@@ -63,6 +65,8 @@ SECTION_NOTES = {
     "speedup": "Points on the dashed line turn every removed MAC into saved time; below it the hardware loses "
                "part of the FLOPs reduction (granularity, overhead, memory).",
     "training": "From each run's metrics.jsonl: 'train' events (loss, logged within epochs) and 'knn' events.",
+    "validation": "From the sweep's validation.json (python -m analysis.validate --sweep): measured executor speed-ups "
+                  "against the cpu model's predictions; on the dashed line the prediction is exact.",
 }
 
 
@@ -74,6 +78,7 @@ class Sweep:
     meta: dict
     point_columns: list[str]
     layers_by_point: dict[Any, list[dict]] = field(default_factory=dict)
+    validation: dict | None = None    # validation.json, where python -m analysis.validate --sweep wrote one
 
 
 def _read_csv(path: Path, required: Sequence[str], what: str) -> tuple[list[dict], list[str]]:
@@ -121,7 +126,19 @@ def load(sweep_dir: str | Path) -> Sweep:
         if not by_point.get(p.get("point_id")):
             raise HwsimError(str(root / "layers.csv"), f"point_id {p.get('point_id')}",
                              "no layer rows for this point of points.csv")
-    return Sweep(root, points, layers, meta, point_columns, dict(by_point))
+    return Sweep(root, points, layers, meta, point_columns, dict(by_point), _validation(root / "validation.json"))
+
+
+def _validation(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise HwsimError(str(path), "json", f"not valid JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise HwsimError(str(path), "rows", "expected an object with a list 'rows' (python -m analysis.validate)")
+    return doc
 
 
 def pick_accuracy(sweep: Sweep, requested: str | None) -> str:
@@ -207,6 +224,8 @@ def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequenc
         "speedup": F.speedup_figure(sweep.points, sweep.layers_by_point, acc),
         "training": F.training_figure(curves, missing),
     }
+    if sweep.validation is not None:
+        figs["validation"] = validation_figure(sweep.validation.get("rows", []), sweep.validation.get("summary", {}))
     page = render_html(sweep, acc, chosen, figs, point_ids_given=bool(point_ids))
     run_dirs = tuple(sorted({str(p["run_path"]) for p in sweep.points if p.get("run_path")}))
     return Dashboard(page, figs, acc, chosen, missing, run_dirs)
