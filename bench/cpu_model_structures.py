@@ -9,12 +9,13 @@ Every 3x3 conv after the stem of a built-in full-width network is gated (``--G``
 quarter of the input channels in the base path, so density 1/3 is a 2x FLOPs reduction) with i.i.d. decisions of the given density on its decision grid
 (``hwsim.trace.synthetic``, seed 0); prints the FLOPs reduction, the predicted speed-up of the
 network (dense torch / executor) and the share of the executor's time in gather, GEMM,
-scatter-add and per-op calls.
+scatter-add and per-op calls, and how many gated layers take each path.
 """
 from __future__ import annotations
 
 import argparse
 import tempfile
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from hwsim.api import simulate_trace
 from hwsim.config import load_config
+from hwsim.models.cpu.model import PATHS
 from hwsim.networks import NETWORKS, get_network
 from hwsim.trace import GateGrid
 from hwsim.trace.synthetic import iid_masks, write_synthetic_trace
@@ -51,7 +53,7 @@ def main() -> None:
     base = load_config(args.accel)
     print(f"{args.network}, {args.accel} ({base.host.cpu_model}, calibrated at {base.calibrated_threads} threads)")
     print(f"{'structure':<26} {'density':>7} {'batch':>5} {'FLOPs red.':>10} {'pred. speed-up':>14} "
-          f"{'gather':>6} {'gemm':>6} {'scatter':>7} {'calls':>6}")
+          f"{'gather':>6} {'gemm':>6} {'scatter':>7} {'calls':>6}  paths of the gated layers")
     with tempfile.TemporaryDirectory() as tmp:
         for name, (S, b) in STRUCTURES.items():
             specs = gated(get_network(args.network), S, b, args.G)
@@ -64,9 +66,11 @@ def main() -> None:
                     parts = {k: sum(r.figures.counters.get(f"{k}_us", 0.0) for r in run.layers)
                              for k in ("gather", "gemm", "scatter", "overhead", "base")}
                     total = sum(parts.values())
+                    chosen = Counter(PATHS[int(r.figures.counters["path"])] for r in run.layers if r.gated)
                     print(f"{name:<26} {d:>7.1f} {batch:>5} {t['flops_reduction']:>10.2f} {t['speedup']:>14.2f} "
                           + " ".join(f"{parts[k] / total:>{w}.0%}" for k, w in
-                                     (("gather", 6), ("gemm", 6), ("scatter", 7), ("overhead", 6))))
+                                     (("gather", 6), ("gemm", 6), ("scatter", 7), ("overhead", 6)))
+                          + "  " + ", ".join(f"{k} {v}" for k, v in sorted(chosen.items())))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def calibrate(threads: int, batch: int = 1, name: str = "cpu_host", quick: bool 
               **{k: fit.fit_rowcopy(used[k], op_us) for k in ("gather", "scatter")},
               "memory": {"cache_kb": facts["cache_kb"], "cache_gb_s": round(float(max(cache_gb_s, dram_gb_s)), 3),
                          "dram_gb_s": round(float(dram_gb_s), 3)}}
+    for kind, pts in (("gather", gather_pts), ("scatter", scatter_pts)):
+        fitted[kind]["far_gb_s"] = fit.fit_far(pts, op_us, fitted[kind], cache_bytes, fitted["memory"]["dram_gb_s"])
     predict = {"conv": fit.predict_throughput, "gemm": fit.predict_throughput,
                "gather": fit.predict_rowcopy, "scatter": fit.predict_rowcopy}
     quality = {k: {**fit.relative_errors([predict[k](fitted[k], s, op_us) for s, _ in pts], [t for _, t in pts]),

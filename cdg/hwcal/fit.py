@@ -65,6 +65,21 @@ def fit_rowcopy(points: Sequence[tuple[tuple[int, int], float]], op_us: float) -
     return {"gb_s": round(float(1.0 / (per_byte_us * 1e3)), 4), "row_ns": round(float(per_row_us * 1e3), 4)}
 
 
+def fit_far(points: Sequence[tuple[tuple[int, int], float]], op_us: float, near: dict, cache_bytes: float,
+            fallback_gb_s: float) -> float:
+    """The per-byte rate of row copies whose tensor (rows x row bytes) exceeds the cache: median
+    over those points of bytes / (time - call cost - per-row cost); ``fallback_gb_s`` (the
+    streaming bandwidth beyond the cache) where no point is that large."""
+    rates = []
+    for (rows, row_bytes), t in points:
+        nbytes = rows * row_bytes
+        work = t - op_us - rows * near["row_ns"] * 1e-3
+        if nbytes > cache_bytes and work > 0:
+            rates.append(nbytes / (work * 1e3))
+    rate = float(np.median(rates)) if rates else fallback_gb_s
+    return round(min(rate, near["gb_s"]), 4)
+
+
 def relative_errors(predicted: Sequence[float], measured: Sequence[float]) -> dict:
     """Median and worst |predicted / measured - 1| of a fit on its own points (reported, not used)."""
     r = np.abs(np.asarray(predicted) / np.asarray(measured) - 1)

@@ -11,11 +11,14 @@ import yaml
 
 CPU_FLAGS_SIMD = (("avx512f", 32), ("avx2", 16), ("avx", 8))   # FP32 FMAs per core cycle: 2 FMA ports x lanes
 
-# torch calls of the executor's paths beyond the priced ones, from the algorithm in
-# docs/hwsim-cpu.md: spatial = mask -> index (nonzero), index arithmetic, padded conditional
-# input, contiguous base slice; per channel block = its index list; channel slice = active
-# channel list, output view; dense masked = mask expansion.
-OP_COUNTS = {"spatial": 4, "per_channel_block": 1, "channel_slice": 2, "dense_masked": 1}
+# torch calls of the executor's paths beyond the priced ones, counted from its code
+# (cdg/sparse_exec: gather.py, split.py, methods/): decide = block pooling, per-sample mean and
+# std, threshold, comparison; spatial = active pixels (block expansion, nonzero), patch index
+# arithmetic, scatter index; union = the per-block "any" and the mask product; per channel block
+# = its row list, weight slice, pixel and channel indices; dense masked = mask expansion;
+# channel union / per image = kept-channel lists and weight slices of a channel gate.
+OP_COUNTS = {"decide": 7, "spatial": 18, "union": 6, "per_channel_block": 9, "dense_masked": 3,
+             "channel_union": 6, "per_image": 4}
 
 # energy assumptions (no measurement: this host has no power counters the calibration reads)
 ENERGY = {
@@ -75,7 +78,7 @@ def config_text(name: str, facts: dict, fitted: dict, meta: dict, quality: dict)
                  "torch_version": meta["torch_version"], "date": meta["date"], "note": meta["note"]},
         "cores": facts["cores"], "calibrated_threads": meta["threads"], "threads": meta["threads"],
         "simd_fmas_per_core_cycle": facts["simd"], "batch": meta["batch"],
-        **fitted, "ops": dict(OP_COUNTS), "unstructured": "auto", "energy": dict(ENERGY),
+        **fitted, "ops": dict(OP_COUNTS), "path": "auto", "max_block_loop": 64, "energy": dict(ENERGY),
     }
     lines = [f"# The host CPU running torch FP32 (model: cpu), calibrated by micro-benchmarks:",
              f"#   {meta['command']}",

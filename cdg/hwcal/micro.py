@@ -2,8 +2,8 @@
 
 What is measured is what the cpu model prices (hwsim/models/cpu/model.py): the fixed cost of
 one tiny op, ``torch.mm`` and ``conv2d`` over a grid of shapes, ``index_select`` row gathers and
-``index_add_`` row scatter-adds of several row counts and lengths, and streaming copies that do
-and do not fit in the last-level cache. FP32, contiguous operands.
+``index_put_`` row scatter-adds into an NCHW output of several row counts and lengths, and
+streaming copies that do and do not fit in the level-2 cache. FP32, contiguous operands.
 """
 from __future__ import annotations
 
@@ -77,12 +77,16 @@ def gather_points(plan: Plan) -> list[tuple[tuple[int, int], float]]:
 
 
 def scatter_points(plan: Plan) -> list[tuple[tuple[int, int], float]]:
-    """``index_add_`` of ``rows`` rows of ``row_len`` floats into distinct random rows."""
+    """The executor's scatter-add: ``index_put_(accumulate=True)`` of ``rows`` rows of ``row_len``
+    floats into distinct random pixels of an NCHW output seen as (N, pixels, C)."""
     out = []
     for rows, length in product(plan.rows, plan.row_len):
-        src, dst = torch.randn(rows, length), torch.zeros(rows, length)
-        idx = torch.randperm(rows)
-        out.append(((rows, length * FLOAT_BYTES), median_us(lambda: dst.index_add_(0, idx, src), budget_s=plan.budget_s)))
+        dst = torch.zeros(1, length, rows, 1)
+        view = dst.permute(0, 2, 3, 1).flatten(1, 2)
+        src, pix = torch.randn(rows, length), torch.randperm(rows)
+        img = torch.zeros(rows, dtype=torch.long)
+        out.append(((rows, length * FLOAT_BYTES),
+                    median_us(lambda: view.index_put_((img, pix), src, accumulate=True), budget_s=plan.budget_s)))
     return out
 
 

@@ -27,7 +27,7 @@ from tests.hwsim.models.cpu.helpers import cpu_dict
 @pytest.fixture
 def accel(tmp_path):
     path = tmp_path / "cpu.yaml"
-    path.write_text(yaml.safe_dump(cpu_dict()))
+    path.write_text(yaml.safe_dump(cpu_dict(path="union_gather")))   # a gather path, whose time follows the density
     return path
 
 
@@ -35,7 +35,7 @@ def _stat(ms):
     return {"median": ms, "q25": ms * 0.95, "q75": ms * 1.05}
 
 
-def make_measurement(root, accel_path, density, gate=GateGrid(G=2, S=8, b=2), batch=1, distort=1.0, seed=0):
+def make_measurement(root, accel_path, density, gate=GateGrid(G=2, S=4, b=2), batch=1, distort=1.0, seed=0):
     """A directory with a synthetic trace and an execution.json whose sparse times are the cpu
     model's prediction x ``distort`` (dense times exact)."""
     specs = gate_3x3_convs(tiny_network(), gate, stem="stem")

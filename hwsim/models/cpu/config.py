@@ -27,11 +27,14 @@ class Throughput(StrictModel):
 
 
 class RowCopy(StrictModel):
-    """Indexed row copies (``index_select`` gather, ``index_add_`` scatter-add) of ``rows`` rows of
-    ``row_bytes`` bytes each: ``op_us + rows * row_ns + rows * row_bytes / gb_s``."""
+    """Indexed row copies (``index_select`` gather, ``index_put_`` scatter-add) of ``rows`` rows of
+    ``row_bytes`` bytes each: ``op_us + rows * row_ns + rows * row_bytes / bw``, ``bw`` = ``gb_s``
+    while the indexed tensor (gather source, scatter destination) fits ``memory.cache_kb``, else
+    ``far_gb_s`` (random rows of a large tensor miss the cache)."""
 
     gb_s: float = Field(gt=0)
     row_ns: float = Field(ge=0)
+    far_gb_s: float = Field(gt=0)
 
 
 class Memory(StrictModel):
@@ -41,14 +44,17 @@ class Memory(StrictModel):
 
 
 class OpCounts(StrictModel):
-    """torch calls the executor issues per layer besides the priced ones (index building, views
-    made contiguous, padding, the output add): each costs ``op_us``. A property of the executor's
+    """torch calls the executor issues besides the priced ones (index arithmetic, views, nonzero,
+    the decision's pooling and comparisons): each costs ``op_us``. A property of the executor's
     code, counted from it, not fitted."""
 
-    spatial: int = Field(ge=0)
-    per_channel_block: int = Field(ge=0)
-    channel_slice: int = Field(ge=0)
+    decide: int = Field(ge=0)              # a layer's gate decisions
+    spatial: int = Field(ge=0)             # spatial_gather: active pixels, patch index, scatter index
+    union: int = Field(ge=0)               # union_gather / channel_block_gather: beyond spatial's
+    per_channel_block: int = Field(ge=0)   # channel_block_gather: each block with a pixel on
     dense_masked: int = Field(ge=0)
+    channel_union: int = Field(ge=0)       # channel gates: one conv over the batch's kept channels
+    per_image: int = Field(ge=0)           # channel_slice: each image's own conv
 
 
 class CPUEnergy(StrictModel):
@@ -84,7 +90,9 @@ class CPUConfig(AccelConfig):
     scatter: RowCopy
     memory: Memory
     ops: OpCounts
-    unstructured: Literal["auto", "dense_masked", "gather"] = "auto"
+    path: Literal["auto", "spatial_gather", "union_gather", "channel_block_gather", "dense_masked",
+                  "channel_union", "channel_slice"] = "auto"
+    max_block_loop: int = Field(default=64, gt=0, le=65536)
     energy: CPUEnergy
 
     def used_cores(self) -> int:
@@ -98,7 +106,7 @@ class CPUConfig(AccelConfig):
         return float(self.used_cores() * self.simd_fmas_per_core_cycle)
 
     def describe(self) -> str:
-        return f"cpu {self.threads} threads of {self.cores} cores, batch {self.batch}, unstructured {self.unstructured}"
+        return f"cpu {self.threads} threads of {self.cores} cores, batch {self.batch}, path {self.path}"
 
     def check(self, source: str) -> None:
         if self.memory.dram_gb_s > self.memory.cache_gb_s:

@@ -14,24 +14,27 @@ from numba import njit
 
 @njit(cache=True)
 def block_rows(masks, images, s):
-    """(nb, ceil(C/s)) int64: per batch and channel block, the output pixels (over the batch's
-    images) whose conditional part runs: the GEMM rows of that block."""
+    """-> ((nb, ceil(C/s)) int64, (nb,) int64): per batch and channel block, the output pixels
+    (over the batch's images) whose conditional part runs (the GEMM rows of that block), and per
+    batch the pixels where any block runs (the union the gather paths collect)."""
     nb, n_b = images.shape
     c = masks.shape[1]
     p = masks.shape[2]
     blocks = (c + s - 1) // s
     out = np.zeros((nb, blocks), dtype=np.int64)
+    union = np.zeros(nb, dtype=np.int64)
     for j in range(nb):
         for i in range(n_b):
             img = images[j, i]
-            for a in range(blocks):
-                row = masks[img, a * s]
-                cnt = 0
-                for q in range(p):
-                    if row[q]:
-                        cnt += 1
-                out[j, a] += cnt
-    return out
+            for q in range(p):
+                seen = False
+                for a in range(blocks):
+                    if masks[img, a * s, q]:
+                        out[j, a] += 1
+                        seen = True
+                if seen:
+                    union[j] += 1
+    return out, union
 
 
 @njit(cache=True)
@@ -50,11 +53,12 @@ def channel_constant(masks):
 
 @njit(cache=True)
 def active_channels(masks, images):
-    """(nb,) int64: per batch, the output channels on in at least one of its images (the union
-    the channel-slice path computes for the whole batch)."""
+    """-> ((nb,) int64, (nb, B) int64): per batch, the output channels on in at least one of its
+    images (what ``channel_union`` computes), and per image of it its own (``channel_slice``)."""
     nb, n_b = images.shape
     c = masks.shape[1]
-    out = np.zeros(nb, dtype=np.int64)
+    union = np.zeros(nb, dtype=np.int64)
+    own = np.zeros((nb, n_b), dtype=np.int64)
     on = np.zeros(c, dtype=np.bool_)
     for j in range(nb):
         on[:] = False
@@ -63,5 +67,6 @@ def active_channels(masks, images):
             for a in range(c):
                 if masks[img, a, 0]:
                     on[a] = True
-        out[j] = on.sum()
-    return out
+                    own[j, i] += 1
+        union[j] = on.sum()
+    return union, own

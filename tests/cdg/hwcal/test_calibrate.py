@@ -30,6 +30,15 @@ def test_rowcopy_fit_recovers_known_parameters():
     assert got["gb_s"] == pytest.approx(20.0, rel=1e-3) and got["row_ns"] == pytest.approx(8.0, rel=1e-3)
 
 
+def test_far_rate_comes_from_the_points_beyond_the_cache():
+    near = {"gb_s": 20.0, "row_ns": 8.0}
+    far = {"gb_s": 2.0, "row_ns": 8.0}
+    sizes = [(r, b) for r in (256, 4096, 32768) for b in (64, 256, 1024)]
+    pts = [((r, b), fit.predict_rowcopy(near if r * b <= 2**20 else far, (r, b), 1.5)) for r, b in sizes]
+    assert fit.fit_far(pts, 1.5, near, 2**20, 5.0) == pytest.approx(2.0)
+    assert fit.fit_far(pts[:2], 1.5, near, 2**20, 5.0) == 5.0     # none beyond the cache: the fallback
+
+
 def test_usable_points_drop_call_bound_and_out_of_cache_shapes():
     pts = [((1,), 1.0), ((2,), 50.0), ((3,), 60.0), ((4,), 70.0), ((5,), 80.0)]
     kept = fit.usable(pts, 2.0, [10, 10, 10, 10, 1e9], cache_bytes=100)

@@ -52,46 +52,64 @@ def test_all_on_is_never_faster_than_dense(name):
 
 
 @pytest.mark.parametrize("name", [n for n in STRUCTURES if n != "channel_gate"])
-def test_all_off_costs_the_base_conv_and_the_overheads_only(name):
-    cfg, gate = cpu_config(), STRUCTURES[name]
+def test_all_off_costs_the_base_conv_decisions_and_calls_only(name):
+    gate = STRUCTURES[name]
+    cfg = cpu_config(path="spatial_gather" if gate.S == 32 else "union_gather")
     work = _layer(gate)
     f = model.sparse(work, cfg, _masks(work, 0.0))[0]
     c = f.counters
     assert c["gather_us"] == c["gemm_us"] == c["scatter_us"] == 0 and c["rows"] == 0
     base_only = model.dense(lower(make_layer("b", "conv", (16, 16, 16), 32, 3, 1, 1)), cfg)
     assert c["base_us"] == pytest.approx(base_only.counters["base_us"])
-    assert c["overhead_us"] == pytest.approx(cfg.ops.spatial * cfg.op_us)
+    calls = cfg.ops.decide + cfg.ops.spatial + (cfg.ops.union if gate.S < 32 else 0)
+    pooling = cfg.op_us + 32 * 256 * 4 / (cfg.memory.cache_gb_s * 1e3)     # one pass over the base output
+    assert c["overhead_us"] == pytest.approx(calls * cfg.op_us + pooling)
     assert f.total_cycles == pytest.approx((c["base_us"] + c["overhead_us"]) * cfg.clock_mhz)
+
+
+GATHER = {"pixel": "spatial_gather", "block2": "spatial_gather", "channel_block": "channel_block_gather",
+          "unstructured": "union_gather", "channel_gate": "channel_union"}
 
 
 @pytest.mark.parametrize("name", STRUCTURES)
 def test_time_grows_with_density(name):
-    cfg, work = cpu_config(), _layer(STRUCTURES[name])
-    times = [_time(work, cfg, _masks(work, d)) for d in (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)]
-    assert all(a <= b for a, b in zip(times, times[1:])), times
-    assert times[0] < times[-1]
+    work = _layer(STRUCTURES[name])
+    densities = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+    for cfg in (cpu_config(path=GATHER[name]), cpu_config()):      # the gather path, and auto's choice
+        times = [_time(work, cfg, _masks(work, d)) for d in densities]
+        assert all(a <= b for a, b in zip(times, times[1:])), times
+    forced = [_time(work, cpu_config(path=GATHER[name]), _masks(work, d)) for d in densities]
+    assert forced[0] < forced[-1]
 
 
-def test_paths_follow_the_gate_structure():
-    cfg = cpu_config()
-    expect = {"pixel": "spatial_gather", "block2": "spatial_gather", "channel_block": "channel_block_gather",
-              "channel_gate": "channel_slice"}
-    for name, path in expect.items():
-        work = _layer(STRUCTURES[name])
-        f = model.sparse(work, cfg, _masks(work, 0.5))[0]
-        assert model.PATHS[int(f.counters["path"])] == path, name
-
-
-def test_unstructured_auto_takes_the_cheaper_path():
-    work = _layer(STRUCTURES["unstructured"])
-    for d in (0.05, 0.5):
+@pytest.mark.parametrize("name,paths", [
+    ("pixel", {"spatial_gather", "dense_masked"}), ("block2", {"spatial_gather", "dense_masked"}),
+    ("channel_block", {"union_gather", "channel_block_gather", "dense_masked"}),
+    ("unstructured", {"union_gather", "channel_block_gather", "dense_masked"}),
+    ("channel_gate", {"channel_union", "channel_slice", "dense_masked"}),
+])
+def test_auto_takes_the_cheapest_of_the_executors_candidates(name, paths):
+    work = _layer(STRUCTURES[name])
+    for d in (0.05, 0.5, 0.95):
         m = _masks(work, d)
-        forced = {p: _time(work, cpu_config(unstructured=p), m) for p in ("gather", "dense_masked")}
-        assert _time(work, cpu_config(), m) == pytest.approx(min(forced.values()))
+        forced = {}
+        for p in paths:
+            f = model.sparse(work, cpu_config(path=p, batch=2), m)[0]
+            assert model.PATHS[int(f.counters["path"])] == p
+            forced[p] = f.total_cycles
+        auto = model.sparse(work, cpu_config(batch=2), m)[0]
+        assert auto.total_cycles == pytest.approx(min(forced.values()))
+        assert model.PATHS[int(auto.counters["path"])] in paths
 
 
-def test_channel_slice_skips_structurally_zero_input_channels():
-    cfg, work = cpu_config(), _layer(STRUCTURES["channel_gate"])
+def test_long_block_loops_are_not_candidates():
+    work = _layer(STRUCTURES["unstructured"])                     # 32 channel blocks
+    f = model.sparse(work, cpu_config(path="channel_block_gather", max_block_loop=16), _masks(work, 0.5))[0]
+    assert model.PATHS[int(f.counters["path"])] != "channel_block_gather"
+
+
+def test_channel_gates_skip_structurally_zero_input_channels():
+    cfg, work = cpu_config(path="channel_union"), _layer(STRUCTURES["channel_gate"])
     m = _masks(work, 0.5)
     act = np.ones((1, 32, 16, 16), dtype=bool)
     half = act.copy()
@@ -116,7 +134,7 @@ def test_threads_scale_compute_not_bandwidth():
 
 @pytest.mark.parametrize("changes,field", [
     ({"threads": 0}, "threads"), ({"batch": True}, "batch"), ({"op_us": -1.0}, "op_us"),
-    ({"unstructured": "best"}, "unstructured"), ({"surprise": 1}, "surprise"),
+    ({"path": "best"}, "path"), ({"surprise": 1}, "surprise"), ({"max_block_loop": 0}, "max_block_loop"),
     ({"memory": {"cache_kb": 1024, "cache_gb_s": 10.0, "dram_gb_s": 40.0}}, "memory.dram_gb_s"),
     ({"gemm": {"peak_gflops": 0, "m_half": 1, "n_half": 1, "k_half": 1}}, "gemm.peak_gflops"),
 ])
