@@ -1,6 +1,6 @@
 """Calibrate hwsim's cpu model on this host: ``python -m cdg.calibrate_cpu --threads T --out FILE.yaml``.
 
-Runs torch micro-benchmarks (a tiny op's call cost, GEMMs and 3x3 convs over a grid of shapes,
+Runs torch micro-benchmarks (the call cost of small index-building ops, GEMMs and 3x3 convs over a grid of shapes,
 ``index_select`` / ``index_put_`` row copies, cache and DRAM streaming copies), fits the cpu
 model's parameters (``cdg.hwcal``) and writes the accelerator YAML atomically, host, torch
 version, threads and date recorded in it. Never tuned on whole networks.

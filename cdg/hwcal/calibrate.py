@@ -29,8 +29,10 @@ def calibrate(threads: int, batch: int = 1, name: str = "cpu_host", quick: bool 
         gemm_pts, conv_pts = micro.gemm_points(plan), micro.conv_points(plan)
         gather_pts, scatter_pts = micro.gather_points(plan), micro.scatter_points(plan)
         cache_bytes = facts["cache_kb"] * 1024
+        llc_bytes = facts["llc_kb"] * 1024
         cache_gb_s = micro.copy_point(int(cache_bytes / 4), plan)        # source + copy fit in the cache
-        dram_gb_s = micro.copy_point(int(max(4 * cache_bytes, micro.BEYOND_CACHE_BYTES)), plan)
+        llc_gb_s = micro.copy_point(int(llc_bytes / 4), plan)
+        dram_gb_s = micro.copy_point(int(max(2 * llc_bytes, plan.dram_bytes)), plan)
     finally:
         torch.set_num_threads(previous)
     gemm_bytes = [4 * (m * k + k * n + m * n) for (m, n, k), _ in gemm_pts]
@@ -43,7 +45,9 @@ def calibrate(threads: int, batch: int = 1, name: str = "cpu_host", quick: bool 
     fitted = {"op_us": round(float(op_us), 4),
               **{k: fit.fit_throughput(used[k], op_us) for k in ("conv", "gemm")},
               **{k: fit.fit_rowcopy(used[k], op_us) for k in ("gather", "scatter")},
-              "memory": {"cache_kb": facts["cache_kb"], "cache_gb_s": round(float(max(cache_gb_s, dram_gb_s)), 3),
+              "memory": {"cache_kb": facts["cache_kb"],
+                         "cache_gb_s": round(float(max(cache_gb_s, llc_gb_s, dram_gb_s)), 3),
+                         "llc_kb": facts["llc_kb"], "llc_gb_s": round(float(max(llc_gb_s, dram_gb_s)), 3),
                          "dram_gb_s": round(float(dram_gb_s), 3)}}
     for kind, pts in (("gather", gather_pts), ("scatter", scatter_pts)):
         fitted[kind]["far_gb_s"] = fit.fit_far(pts, op_us, fitted[kind], cache_bytes, fitted["memory"]["dram_gb_s"])

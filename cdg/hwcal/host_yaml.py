@@ -11,13 +11,14 @@ import yaml
 
 CPU_FLAGS_SIMD = (("avx512f", 32), ("avx2", 16), ("avx", 8))   # FP32 FMAs per core cycle: 2 FMA ports x lanes
 
-# torch calls of the executor's paths beyond the priced ones, counted from its code
-# (cdg/sparse_exec: gather.py, split.py, methods/): decide = block pooling, per-sample mean and
-# std, threshold, comparison; spatial = active pixels (block expansion, nonzero), patch index
-# arithmetic, scatter index; union = the per-block "any" and the mask product; per channel block
-# = its row list, weight slice, pixel and channel indices; dense masked = mask expansion;
-# channel union / per image = kept-channel lists and weight slices of a channel gate.
-OP_COUNTS = {"decide": 7, "spatial": 18, "union": 6, "per_channel_block": 9, "dense_masked": 3,
+# torch calls of the executor's paths beyond the priced ones: top-level calls counted with
+# torch.profiler on one forward of a synthetic ResNet-18 layer (layer1.0.conv2, 64 px, block2 and
+# channel16_block2 gates) of the sparse executor, minus the calls the model prices: decide =
+# the decision (synthetic fixed masks: 5), spatial = the active-pixel list (always), gather =
+# patch and scatter index arithmetic (when a pixel is on), union = the per-block "any" and mask,
+# per channel block = its rows, weight slice, indices; dense masked = mask upsampling and views.
+# channel_union / per_image (channel gates) were not profiled: estimates.
+OP_COUNTS = {"decide": 5, "spatial": 11, "gather": 28, "union": 7, "per_channel_block": 11, "dense_masked": 9,
              "channel_union": 6, "per_image": 4}
 
 # energy assumptions (no measurement: this host has no power counters the calibration reads)
@@ -39,13 +40,16 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
-def _cache_kb() -> float:
-    """cpu0's level-2 cache (sysfs; private to the core, so its size is what one op can rely on
-    on a shared host), 1 MiB where it cannot be read."""
+LLC_CAP_KB = 32 * 1024    # a VM or a shared socket reports the whole level 3; one job counts on this much at most
+
+
+def _cache_kb(want: str = "2", default: float = 1024.0) -> float:
+    """cpu0's cache of level ``want`` (sysfs; level 2 is private to the core, so its size is what
+    one op can rely on on a shared host), ``default`` where it cannot be read."""
     sizes = []
     for p in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
         level = p.parent / "level"
-        if not level.exists() or level.read_text().strip() != "2":
+        if not level.exists() or level.read_text().strip() != want:
             continue
         try:
             text = p.read_text().strip().upper()
@@ -55,7 +59,7 @@ def _cache_kb() -> float:
         digits = text.rstrip("KMB")
         if digits.isdigit():
             sizes.append(int(digits) * mult)
-    return float(max(sizes)) if sizes else 1024.0
+    return float(max(sizes)) if sizes else default
 
 
 def host_facts() -> dict:
@@ -66,7 +70,8 @@ def host_facts() -> dict:
     cores = int(info.get("cpu cores", logical)) if info.get("cpu cores", "").isdigit() else logical
     mhz = float(info["cpu MHz"]) if info.get("cpu MHz", "").replace(".", "", 1).isdigit() else 2000.0
     return {"cpu_model": info.get("model name", platform.processor() or "unknown"), "logical_cpus": logical,
-            "cores": min(cores, logical), "simd": simd, "mhz": round(mhz, 1), "cache_kb": _cache_kb()}
+            "cores": min(cores, logical), "simd": simd, "mhz": round(mhz, 1), "cache_kb": _cache_kb(),
+            "llc_kb": min(max(_cache_kb("3", 0.0), 4 * _cache_kb()), LLC_CAP_KB)}
 
 
 def config_text(name: str, facts: dict, fitted: dict, meta: dict, quality: dict) -> str:

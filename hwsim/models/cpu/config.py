@@ -38,9 +38,14 @@ class RowCopy(StrictModel):
 
 
 class Memory(StrictModel):
+    """Streaming bandwidth by where an op's operands fit: the core's cache, the last-level cache
+    (the share of it one job can count on), or DRAM."""
+
     cache_kb: float = Field(gt=0, description="cache one op's operands stay in (the core's level 2, by the calibration)")
     cache_gb_s: float = Field(gt=0, description="streaming copy bandwidth of a tensor that fits in cache_kb")
-    dram_gb_s: float = Field(gt=0, description="streaming bandwidth of a larger tensor (last-level cache or DRAM)")
+    llc_kb: float = Field(gt=0, description="last-level cache share (level 3, capped by the calibration)")
+    llc_gb_s: float = Field(gt=0, description="streaming copy bandwidth of a tensor that fits in llc_kb")
+    dram_gb_s: float = Field(gt=0, description="streaming copy bandwidth of a larger tensor")
 
 
 class OpCounts(StrictModel):
@@ -49,7 +54,8 @@ class OpCounts(StrictModel):
     code, counted from it, not fitted."""
 
     decide: int = Field(ge=0)              # a layer's gate decisions
-    spatial: int = Field(ge=0)             # spatial_gather: active pixels, patch index, scatter index
+    spatial: int = Field(ge=0)             # every gather path: the active-pixel list
+    gather: int = Field(ge=0)              # ... where a pixel is on: patch index and scatter index
     union: int = Field(ge=0)               # union_gather / channel_block_gather: beyond spatial's
     per_channel_block: int = Field(ge=0)   # channel_block_gather: each block with a pixel on
     dense_masked: int = Field(ge=0)
@@ -109,6 +115,9 @@ class CPUConfig(AccelConfig):
         return f"cpu {self.threads} threads of {self.cores} cores, batch {self.batch}, path {self.path}"
 
     def check(self, source: str) -> None:
-        if self.memory.dram_gb_s > self.memory.cache_gb_s:
-            raise HwsimError(source, "memory.dram_gb_s",
-                             f"{self.memory.dram_gb_s} exceeds memory.cache_gb_s = {self.memory.cache_gb_s}")
+        m = self.memory
+        for fld, low, high, name in (("dram_gb_s", m.dram_gb_s, m.llc_gb_s, "llc_gb_s"),
+                                     ("llc_gb_s", m.llc_gb_s, m.cache_gb_s, "cache_gb_s"),
+                                     ("cache_kb", m.cache_kb, m.llc_kb, "llc_kb")):
+            if low > high:
+                raise HwsimError(source, f"memory.{fld}", f"{low} exceeds memory.{name} = {high}")

@@ -90,7 +90,12 @@ def _flop_us(t: Throughput, m: int, n: int, k: int, scale: float) -> float:
 
 def _mem_us(cfg: CPUConfig, nbytes: float) -> float:
     mem = cfg.memory
-    bw = mem.cache_gb_s if nbytes <= mem.cache_kb * 1024 else mem.dram_gb_s
+    if nbytes <= mem.cache_kb * 1024:
+        bw = mem.cache_gb_s
+    elif nbytes <= mem.llc_kb * 1024:
+        bw = mem.llc_gb_s
+    else:
+        bw = mem.dram_gb_s
     return nbytes / (bw * 1e3)                 # GB/s = 1e3 bytes per microsecond
 
 
@@ -181,6 +186,7 @@ def _spatial(cfg: CPUConfig, s: Shape, union: int, blocks: np.ndarray) -> Cost:
     cost = _base(cfg, s)
     _overhead(cost, cfg, cfg.ops.spatial)
     if union:
+        _overhead(cost, cfg, cfg.ops.gather)
         _patches(cost, cfg, s, union)
         _gather_gemm(cost, cfg, s, union, s.c_out)
         _rows(cost, cfg, cfg.scatter, "scatter", union, s.c_out * cfg.word_bytes.ofmap, _out_bytes(cfg, s))
@@ -200,6 +206,7 @@ def _block_loop(cfg: CPUConfig, s: Shape, union: int, blocks: np.ndarray, S: int
     cost, wb = _base(cfg, s), cfg.word_bytes
     _overhead(cost, cfg, cfg.ops.spatial + cfg.ops.union)
     if union:
+        _overhead(cost, cfg, cfg.ops.gather)
         _patches(cost, cfg, s, union)
     for a, r in enumerate(blocks):
         if r:

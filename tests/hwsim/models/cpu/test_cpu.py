@@ -135,7 +135,10 @@ def test_threads_scale_compute_not_bandwidth():
 @pytest.mark.parametrize("changes,field", [
     ({"threads": 0}, "threads"), ({"batch": True}, "batch"), ({"op_us": -1.0}, "op_us"),
     ({"path": "best"}, "path"), ({"surprise": 1}, "surprise"), ({"max_block_loop": 0}, "max_block_loop"),
-    ({"memory": {"cache_kb": 1024, "cache_gb_s": 10.0, "dram_gb_s": 40.0}}, "memory.dram_gb_s"),
+    ({"memory": {"cache_kb": 1024, "cache_gb_s": 40.0, "llc_kb": 4096, "llc_gb_s": 10.0, "dram_gb_s": 20.0}},
+     "memory.dram_gb_s"),
+    ({"memory": {"cache_kb": 8192, "cache_gb_s": 40.0, "llc_kb": 4096, "llc_gb_s": 10.0, "dram_gb_s": 5.0}},
+     "memory.cache_kb"),
     ({"gemm": {"peak_gflops": 0, "m_half": 1, "n_half": 1, "k_half": 1}}, "gemm.peak_gflops"),
 ])
 def test_config_mistakes_are_one_line_errors(changes, field):
