@@ -111,7 +111,8 @@ def cross_run(run_dir: str | Path, accel: str | Path) -> list[Row]:
     cfg = load_config(accel)
     if cfg.model != "cpu":
         raise HwsimError(str(accel), "model", f"validation predicts the cpu executor: need model 'cpu', got {cfg.model!r}")
-    cfg = cfg.with_overrides(batch=data["batch"], threads=data["threads"])
+    cfg = cfg.with_overrides(batch=data["batch"], threads=data["threads"],
+                             channels_last=bool(data.get("channels_last", False)))
     trace_dir = root / str(data["trace"])
     result = simulate_trace(trace_dir, cfg)
     by_name = {r.name: r for r in result.layers}

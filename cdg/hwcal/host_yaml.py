@@ -16,10 +16,11 @@ CPU_FLAGS_SIMD = (("avx512f", 32), ("avx2", 16), ("avx", 8))   # FP32 FMAs per c
 # channel16_block2 gates) of the sparse executor, minus the calls the model prices: decide =
 # the decision (synthetic fixed masks: 5), spatial = the active-pixel list (always), gather =
 # patch and scatter index arithmetic (when a pixel is on), union = the per-block "any" and mask,
-# per channel block = its rows, weight slice, indices; dense masked = mask upsampling and views.
+# per channel block = its rows, weight slice, indices; dense masked = mask upsampling and views;
+# tile conv = tile index arithmetic, views and the edge crop (69 calls in all).
 # channel_union / per_image (channel gates) were not profiled: estimates.
 OP_COUNTS = {"decide": 5, "spatial": 11, "gather": 28, "union": 7, "per_channel_block": 11, "dense_masked": 9,
-             "channel_union": 6, "per_image": 4}
+             "tile_conv": 45, "channel_union": 6, "per_image": 4}
 
 # energy assumptions (no measurement: this host has no power counters the calibration reads)
 ENERGY = {
@@ -83,7 +84,7 @@ def config_text(name: str, facts: dict, fitted: dict, meta: dict, quality: dict)
                  "torch_version": meta["torch_version"], "date": meta["date"], "note": meta["note"]},
         "cores": facts["cores"], "calibrated_threads": meta["threads"], "threads": meta["threads"],
         "simd_fmas_per_core_cycle": facts["simd"], "batch": meta["batch"],
-        **fitted, "ops": dict(OP_COUNTS), "path": "auto", "max_block_loop": 64, "energy": dict(ENERGY),
+        **fitted, "ops": dict(OP_COUNTS), "channels_last": False, "path": "auto", "max_block_loop": 64, "energy": dict(ENERGY),
     }
     lines = [f"# The host CPU running torch FP32 (model: cpu), calibrated by micro-benchmarks:",
              f"#   {meta['command']}",

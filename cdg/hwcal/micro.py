@@ -116,6 +116,17 @@ def scatter_points(plan: Plan) -> list[tuple[tuple[int, int], float]]:
     return out
 
 
+def scatter_cl_points(plan: Plan) -> list[tuple[tuple[int, int], float]]:
+    """The executor's scatter-add into a channels_last output: ``index_add_`` of ``rows`` rows of
+    ``row_len`` floats into distinct random rows of the (pixels, C) view."""
+    out = []
+    for rows, length in product(plan.rows, plan.row_len):
+        src, dst = torch.randn(rows, length), torch.zeros(rows, length)
+        idx = torch.randperm(rows)
+        out.append(((rows, length * FLOAT_BYTES), median_us(lambda: dst.index_add_(0, idx, src), budget_s=plan.budget_s)))
+    return out
+
+
 def copy_point(nbytes: int, plan: Plan) -> float:
     """GB/s of a streaming copy of ``nbytes`` (read + write bytes counted, as the model counts operands)."""
     src = torch.randn(max(1, nbytes // FLOAT_BYTES))

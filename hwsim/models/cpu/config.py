@@ -59,6 +59,7 @@ class OpCounts(StrictModel):
     union: int = Field(ge=0)               # union_gather / channel_block_gather: beyond spatial's
     per_channel_block: int = Field(ge=0)   # channel_block_gather: each block with a pixel on
     dense_masked: int = Field(ge=0)
+    tile_conv: int = Field(ge=0)           # tile_conv: tile index arithmetic, views, valid-pixel crop
     channel_union: int = Field(ge=0)       # channel gates: one conv over the batch's kept channels
     per_image: int = Field(ge=0)           # channel_slice: each image's own conv
 
@@ -93,10 +94,12 @@ class CPUConfig(AccelConfig):
     conv: Throughput
     gemm: Throughput
     gather: RowCopy
-    scatter: RowCopy
+    scatter: RowCopy                       # index_put_ into an NCHW output (and channel-block scatters)
+    scatter_channels_last: RowCopy         # index_add_ of whole pixels into a channels_last output
+    channels_last: bool = False            # the layout the executor runs (execution.json's channels_last)
     memory: Memory
     ops: OpCounts
-    path: Literal["auto", "spatial_gather", "union_gather", "channel_block_gather", "dense_masked",
+    path: Literal["auto", "spatial_gather", "union_gather", "channel_block_gather", "dense_masked", "tile_conv",
                   "channel_union", "channel_slice"] = "auto"
     max_block_loop: int = Field(default=64, gt=0, le=65536)
     energy: CPUEnergy

@@ -29,7 +29,7 @@ from hwsim.models.cpu.kernels import active_channels, block_rows, channel_consta
 from hwsim.workload import LayerWorkload
 
 PATHS = ("dense", "spatial_gather", "channel_block_gather", "channel_slice", "dense_masked", "union_gather",
-         "channel_union")
+         "channel_union", "tile_conv")
 PARTS = ("base", "gather", "gemm", "scatter", "overhead")
 INDEX_BYTES = 8        # int64 indices
 INDEX_PASSES = 4       # patch-index arithmetic: about four int64 tensors of P x k written and read
@@ -189,13 +189,41 @@ def _spatial(cfg: CPUConfig, s: Shape, union: int, blocks: np.ndarray) -> Cost:
         _overhead(cost, cfg, cfg.ops.gather)
         _patches(cost, cfg, s, union)
         _gather_gemm(cost, cfg, s, union, s.c_out)
-        _rows(cost, cfg, cfg.scatter, "scatter", union, s.c_out * cfg.word_bytes.ofmap, _out_bytes(cfg, s))
+        _pixel_scatter(cost, cfg, s, union)
+    cost.rows = float(union * len(blocks))
+    return cost
+
+
+def _pixel_scatter(cost: Cost, cfg: CPUConfig, s: Shape, rows: int) -> None:
+    """Scatter-add of whole output pixels (all C_out): ``index_add_`` into a channels_last output,
+    ``index_put_`` into an NCHW one."""
+    rc = cfg.scatter_channels_last if cfg.channels_last else cfg.scatter
+    _rows(cost, cfg, rc, "scatter", rows, s.c_out * cfg.word_bytes.ofmap, _out_bytes(cfg, s))
+
+
+def _tile_conv(cfg: CPUConfig, s: Shape, union: int, blocks: np.ndarray, b: int, kh: int) -> Cost:
+    """DynConv's form (S = C_out, b > 1): each active b x b block gathers its (b + k - 1)^2 input
+    tile (C_cond contiguous values per pixel), one dense conv over the batch of tiles, scatter-add
+    of the blocks' pixels (edge blocks cropped)."""
+    cost, wb = _base(cfg, s), cfg.word_bytes.ifmap
+    _overhead(cost, cfg, cfg.ops.spatial)
+    if union:
+        tiles = -(-union // (b * b))
+        edge = b + kh - 1
+        padded = s.B * s.c_cond * (s.h_in + 2 * s.pad + b) * (s.w_in + 2 * s.pad + b) * wb
+        _overhead(cost, cfg, cfg.ops.tile_conv)
+        _elementwise(cost, cfg, "gather", padded)
+        _elementwise(cost, cfg, "gather", 2 * s.B * s.c_cond * s.hw_in * wb)
+        _rows(cost, cfg, cfg.gather, "gather", tiles * edge * edge, s.c_cond * wb, padded)
+        _conv(cost, cfg, "gemm", tiles, s.c_cond, edge * edge, s.c_out, b * b, s.k)
+        _elementwise(cost, cfg, "scatter", 2 * tiles * b * b * s.c_out * cfg.word_bytes.ofmap)   # to pixel rows
+        _pixel_scatter(cost, cfg, s, union)
     cost.rows = float(union * len(blocks))
     return cost
 
 
 def _union(cfg: CPUConfig, s: Shape, union: int, blocks: np.ndarray) -> Cost:
-    cost = _spatial(cfg, s, union, blocks)
+    cost = _spatial(cfg, s, union, blocks)       # its scatter-add too: whole pixels, masked per block
     _overhead(cost, cfg, cfg.ops.union)
     if union:
         _elementwise(cost, cfg, "scatter", 3 * union * s.c_out * cfg.word_bytes.ofmap)   # per-block mask
@@ -338,6 +366,8 @@ def _options(work: LayerWorkload, cfg: CPUConfig, s: Shape, masks: np.ndarray, i
         options = {"dense_masked": _dense_masked(cfg, s, rows_dense)}
         if S >= s.c_out:
             options["spatial_gather"] = _spatial(cfg, s, u, b)
+            if work.spec.gate.b > 1:
+                options["tile_conv"] = _tile_conv(cfg, s, u, b, work.spec.gate.b, work.spec.kernel[0])
         else:
             options["union_gather"] = _union(cfg, s, u, b)
             if len(b) <= cfg.max_block_loop:

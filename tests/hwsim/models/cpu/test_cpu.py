@@ -83,7 +83,7 @@ def test_time_grows_with_density(name):
 
 
 @pytest.mark.parametrize("name,paths", [
-    ("pixel", {"spatial_gather", "dense_masked"}), ("block2", {"spatial_gather", "dense_masked"}),
+    ("pixel", {"spatial_gather", "dense_masked"}), ("block2", {"spatial_gather", "dense_masked", "tile_conv"}),
     ("channel_block", {"union_gather", "channel_block_gather", "dense_masked"}),
     ("unstructured", {"union_gather", "channel_block_gather", "dense_masked"}),
     ("channel_gate", {"channel_union", "channel_slice", "dense_masked"}),
@@ -100,6 +100,14 @@ def test_auto_takes_the_cheapest_of_the_executors_candidates(name, paths):
         auto = model.sparse(work, cpu_config(batch=2), m)[0]
         assert auto.total_cycles == pytest.approx(min(forced.values()))
         assert model.PATHS[int(auto.counters["path"])] in paths
+
+
+def test_channels_last_scatters_with_its_own_rates():
+    work = _layer(STRUCTURES["pixel"])
+    m = _masks(work, 0.5)
+    nchw = model.sparse(work, cpu_config(path="spatial_gather"), m)[0].counters["scatter_us"]
+    cl = model.sparse(work, cpu_config(path="spatial_gather", channels_last=True), m)[0].counters["scatter_us"]
+    assert cl < nchw                       # the helper config's channels_last rates are the faster ones
 
 
 def test_long_block_loops_are_not_candidates():
