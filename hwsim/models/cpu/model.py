@@ -9,7 +9,9 @@ the executor times them on the real input and keeps the fastest, so the model pr
 and keeps the cheapest (``path: auto``), or the one a config forces where it is a candidate:
 
 - base path + gather (base conv dense, gate decisions from its output): ``spatial_gather``
-  (S = C_out), ``union_gather`` and ``channel_block_gather`` (S < C_out), ``dense_masked``;
+  (S = C_out), ``tile_conv`` (S = C_out, b > 1: DynConv's input tiles), ``union_gather`` and
+  ``channel_block_gather`` (S < C_out), ``dense_masked``; whole-pixel scatter-adds use the
+  channels_last rates where ``channels_last`` is set;
 - no base path and masks constant per channel (FBS): ``channel_union`` (one conv over the
   batch's kept channels), ``channel_slice`` (one conv per image), ``dense_masked``; input
   channels that are structurally zero (trace activation masks) are skipped.
