@@ -21,6 +21,7 @@ written either way). User mistakes are one line on stderr and exit code 2 (``hws
 from __future__ import annotations
 
 import html
+import json
 import math
 import sys
 from collections import Counter, defaultdict
@@ -31,6 +32,7 @@ from typing import Any, Mapping, Sequence
 from analysis import figures as F
 from analysis.pareto import snap
 from analysis.results import load_tables
+from analysis.validation_plot import validation_figure
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
 from hwsim.trace.layout import METRICS_FILE
@@ -48,6 +50,7 @@ SECTION_TITLES = {
     "gate_density": "Gate density per layer and stage",
     "speedup": "FLOPs reduction vs realised speed-up",
     "training": "Training curves",
+    "validation": "Sparse execution: predicted vs measured (cpu model)",
 }
 SECTION_NOTES = {
     "pareto": "Each marker is one (run, accelerator, grid assignment); diamonds joined by a step line are the points "
@@ -62,6 +65,8 @@ SECTION_NOTES = {
     "speedup": "Points on the dashed line turn every removed MAC into saved time; below it the hardware loses "
                "part of the FLOPs reduction (granularity, overhead, memory).",
     "training": "From each run's metrics.jsonl: 'train' events (loss, logged within epochs) and 'knn' events.",
+    "validation": "From the sweep's validation.json (python -m analysis.validate --sweep): measured executor speed-ups "
+                  "against the cpu model's predictions; on the dashed line the prediction is exact.",
 }
 
 
@@ -73,6 +78,7 @@ class Sweep:
     meta: dict
     point_columns: list[str]
     layers_by_point: dict[Any, list[dict]] = field(default_factory=dict)
+    validation: dict | None = None    # validation.json, where python -m analysis.validate --sweep wrote one
 
 
 def load(sweep_dir: str | Path) -> Sweep:
@@ -90,7 +96,20 @@ def load(sweep_dir: str | Path) -> Sweep:
     by_point: dict[Any, list[dict]] = defaultdict(list)
     for row in layers.rows:
         by_point[row.get("point_id")].append(row)
-    return Sweep(root, points.rows, layers.rows, meta, points.columns, dict(by_point))
+    return Sweep(root, points.rows, layers.rows, meta, points.columns, dict(by_point),
+                 _validation(root / "validation.json"))
+
+
+def _validation(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise HwsimError(str(path), "json", f"not valid JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise HwsimError(str(path), "rows", "expected an object with a list 'rows' (python -m analysis.validate)")
+    return doc
 
 
 def pick_accuracy(sweep: Sweep, requested: str | None) -> str:
@@ -176,6 +195,8 @@ def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequenc
         "speedup": F.speedup_figure(sweep.points, sweep.layers_by_point, acc),
         "training": F.training_figure(curves, missing),
     }
+    if sweep.validation is not None:
+        figs["validation"] = validation_figure(sweep.validation.get("rows", []), sweep.validation.get("summary", {}))
     page = render_html(sweep, acc, chosen, figs, point_ids_given=bool(point_ids))
     run_dirs = tuple(sorted({str(p["run_path"]) for p in sweep.points if p.get("run_path")}))
     return Dashboard(page, figs, acc, chosen, missing, run_dirs)
