@@ -12,7 +12,9 @@ after a header with the sweep summary:
 - ``layers``: per-layer cycles and energy by component of one point per accelerator;
 - ``gate_density``: gate density heat maps, runs x gated layers and runs x stages;
 - ``speedup``: FLOPs reduction vs realised speed-up per accelerator, with y = x;
-- ``training``: loss and kNN top-1 per epoch of every run.
+- ``training``: loss and kNN top-1 per epoch of every run;
+- ``masks``: where each run's gates computed, per stage, on a few test images of its trace
+  (``analysis/mask_figures.py``).
 
 ``--png PNG_DIR`` also writes ``<name>.png`` of each figure with kaleido where it is installed and
 can start Chrome/Chromium; otherwise one line says why PNG export is unavailable (the HTML is
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
+from analysis import mask_figures
 from analysis.results import typed
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
@@ -41,7 +44,7 @@ POINT_COLUMNS = ("point_id", "run", "run_path", "gate_method", "gate_S", "gate_b
 LAYER_COLUMNS = ("point_id", "layer", "stage", "cycles", "total_cycles", "speedup", "flops_reduction",
                  "gate_density", "energy_pj")
 ACCURACY_COLUMNS = ("linear_top1", "knn_top1")
-FIGURES = ("pareto", "parcoords", "layers", "gate_density", "speedup", "training")
+FIGURES = ("pareto", "parcoords", "layers", "gate_density", "speedup", "training", "masks")
 SECTION_TITLES = {
     "pareto": "Pareto fronts: accuracy vs latency and energy",
     "parcoords": "Design space (parallel coordinates)",
@@ -49,6 +52,7 @@ SECTION_TITLES = {
     "gate_density": "Gate density per layer and stage",
     "speedup": "FLOPs reduction vs realised speed-up",
     "training": "Training curves",
+    "masks": "Where each run computes (gate maps)",
 }
 SECTION_NOTES = {
     "pareto": "Each marker is one (run, accelerator, grid assignment); diamonds joined by a step line are the points "
@@ -63,6 +67,9 @@ SECTION_NOTES = {
     "speedup": "Points on the dashed line turn every removed MAC into saved time; below it the hardware loses "
                "part of the FLOPs reduction (granularity, overhead, memory).",
     "training": "From each run's metrics.jsonl: 'train' events (loss, logged within epochs) and 'knn' events.",
+    "masks": "From each run's trace masks: per stage, the fraction of output channels computed at each pixel "
+             "(red: all, blue: none) over a grey proxy of the input (non-zero stem-output channels), for the "
+             "first test images. Runs without gate masks (dense) are left out.",
 }
 
 
@@ -206,6 +213,7 @@ def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequenc
         "gate_density": F.gate_density_figure(sweep.points, sweep.layers_by_point),
         "speedup": F.speedup_figure(sweep.points, sweep.layers_by_point, acc),
         "training": F.training_figure(curves, missing),
+        "masks": mask_figures.mask_overlay_figure(mask_figures.run_traces(sweep.points, sweep.path), warn=warn),
     }
     page = render_html(sweep, acc, chosen, figs, point_ids_given=bool(point_ids))
     run_dirs = tuple(sorted({str(p["run_path"]) for p in sweep.points if p.get("run_path")}))
