@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
         raise UserError(f"--images must be >= 1, got {args.images}")
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"--out {args.out}: exists and is not a folder")
+    names = [run_dir.resolve().name for run_dir in args.run]
+    if len(set(names)) < len(names):
+        raise UserError(f"--run: two runs share a directory name ({', '.join(names)}); their PNGs would collide")
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for run_dir in args.run:

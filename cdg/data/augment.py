@@ -184,9 +184,11 @@ def _build_view(recipe: ViewRecipe, image_size: int) -> nn.Sequential:
 
 def view_geometry(view: nn.Sequential, in_hw: tuple[int, int], image_size: int) -> ViewGeometry:
     """The crop box and flip of each sample in the last call of ``view`` (built by ``_build_view``:
-    the crop first, the flip, if any, second)."""
+    the crop first, the flip, if any, second), from the ``_params`` kornia keeps of its last call."""
+    import kornia.augmentation as K
+
     crop = view[0]._params
-    flip_module = view[1] if len(view) > 1 and type(view[1]).__name__ == "RandomHorizontalFlip" else None
+    flip_module = view[1] if len(view) > 1 and isinstance(view[1], K.RandomHorizontalFlip) else None
     n = crop["src"].shape[0]
     if flip_module is None:
         flip = torch.zeros(n, dtype=torch.bool, device=crop["src"].device)

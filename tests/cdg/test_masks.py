@@ -48,3 +48,11 @@ def test_too_many_images_is_one_line_exit_2(run_dir, tmp_path):
     proc = run_cli("-m", "cdg.masks", "--run", str(run_dir), "--images", "65", "--out", str(tmp_path / "p"))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "stores masks of 64 images" in proc.stderr
+
+
+def test_two_runs_of_one_name_are_refused(run_dir, tmp_path):
+    other = tmp_path / "elsewhere" / run_dir.name
+    shutil.copytree(run_dir, other)
+    with pytest.raises(SystemExit) as exc:
+        main(["--run", str(run_dir), "--run", str(other), "--out", str(tmp_path / "p")])
+    assert exc.value.code == 2 and not (tmp_path / "p").exists()
