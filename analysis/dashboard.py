@@ -12,7 +12,9 @@ after a header with the sweep summary:
 - ``layers``: per-layer cycles and energy by component of one point per accelerator;
 - ``gate_density``: gate density heat maps, runs x gated layers and runs x stages;
 - ``speedup``: FLOPs reduction vs realised speed-up per accelerator, with y = x;
-- ``training``: loss and kNN top-1 per epoch of every run.
+- ``training``: loss and kNN top-1 per epoch of every run;
+- ``masks``: where each run's gates computed, per stage, on a few test images of its trace
+  (``analysis/mask_figures.py``).
 
 ``--png PNG_DIR`` also writes ``<name>.png`` of each figure with kaleido where it is installed and
 can start Chrome/Chromium; otherwise one line says why PNG export is unavailable (the HTML is
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
+from analysis import mask_figures
 from analysis.pareto import snap
 from analysis.results import load_tables
 from analysis.validation_plot import validation_figure
@@ -42,7 +45,7 @@ POINT_COLUMNS = ("point_id", "run", "run_path", "gate_method", "gate_S", "gate_b
 LAYER_COLUMNS = ("point_id", "layer", "stage", "cycles", "total_cycles", "speedup", "flops_reduction",
                  "gate_density", "energy_pj")
 ACCURACY_COLUMNS = ("linear_top1", "knn_top1")
-FIGURES = ("pareto", "parcoords", "layers", "gate_density", "speedup", "training")
+FIGURES = ("pareto", "parcoords", "layers", "gate_density", "speedup", "training", "masks")
 SECTION_TITLES = {
     "pareto": "Pareto fronts: accuracy vs latency and energy",
     "parcoords": "Design space (parallel coordinates)",
@@ -51,6 +54,7 @@ SECTION_TITLES = {
     "speedup": "FLOPs reduction vs realised speed-up",
     "training": "Training curves",
     "validation": "Sparse execution: predicted vs measured (cpu model)",
+    "masks": "Where each run computes (gate maps)",
 }
 SECTION_NOTES = {
     "pareto": "Each marker is one (run, accelerator, grid assignment); diamonds joined by a step line are the points "
@@ -67,6 +71,9 @@ SECTION_NOTES = {
     "training": "From each run's metrics.jsonl: 'train' events (loss, logged within epochs) and 'knn' events.",
     "validation": "From the sweep's validation.json (python -m analysis.validate --sweep): measured executor speed-ups "
                   "against the cpu model's predictions; on the dashed line the prediction is exact.",
+    "masks": "From each run's trace masks: per stage, the fraction of output channels computed at each pixel "
+             "(red: all, blue: none) over a grey proxy of the input (non-zero stem-output channels), for the "
+             "first test images. Runs without gate masks (dense) are left out.",
 }
 
 
@@ -194,6 +201,7 @@ def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequenc
         "gate_density": F.gate_density_figure(sweep.points, sweep.layers_by_point),
         "speedup": F.speedup_figure(sweep.points, sweep.layers_by_point, acc),
         "training": F.training_figure(curves, missing),
+        "masks": mask_figures.mask_overlay_figure(mask_figures.run_traces(sweep.points, sweep.path), warn=warn),
     }
     if sweep.validation is not None:
         figs["validation"] = validation_figure(sweep.validation.get("rows", []), sweep.validation.get("summary", {}))

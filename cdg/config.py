@@ -140,6 +140,13 @@ class GateConfig(Section):
     controller_lr: float = Field(1.0, ge=0, description="gain of the integral target controller (gate shift per unit ratio error)")
     branches: Literal["both", "one"] = Field("both", description="gate both contrastive branches, or only one (ablation)")
     align_weight: float = Field(0.0, ge=0, description="cross-branch saliency alignment: penalise per-layer density gaps")
+    cross_branch: Literal["none", "overlap_consistency"] = Field(
+        "none", description="cdg: cross-branch saliency term; overlap_consistency = the two views' gates agree where their crops overlap"
+    )
+    cross_branch_weight: float = Field(1.0, ge=0, description="weight of the gate.cross_branch term")
+    saliency_norm: Literal["none", "channel"] = Field(
+        "none", description="cdg: channel = standardise each channel's base partial sum per image before pooling"
+    )
     sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid (cdg, cgnet; dgnet uses 1/tau)")
     keep_ratio: Optional[float] = Field(None, gt=0, le=1, description="FBS channels kept; null = derived from the target")
     control: Literal["shared", "published"] = Field(
@@ -170,6 +177,9 @@ class GateConfig(Section):
             raise ValueError("set gate.target_reduction or gate.target_density, not both")
         if isinstance(self.channel_block, int) and self.channel_block < 1:
             raise ValueError(f"gate.channel_block must be >= 1 or 'all', got {self.channel_block}")
+        for key in ("cross_branch", "saliency_norm"):
+            if getattr(self, key) != "none" and self.method != "cdg":
+                raise ValueError(f"gate.{key}={getattr(self, key)} needs gate.method cdg, got {self.method}")
         priced = gate_methods.names(hw_aware=True)
         if self.hw_aware is not None and self.method not in priced:
             raise ValueError(f"gate.hw_aware needs gate.method {' or '.join(priced)} (a ratio regulariser), got {self.method}")

@@ -177,6 +177,10 @@ class GateRecord:
         have had, so regularisers and cross-branch terms still see the decisions.
     saliency_mean
         fbs: mean of the channel saliency π ≥ 0 over batch and channels (its L1 regulariser); None otherwise.
+    decisions
+        cdg, cgnet: the straight-through decision map g itself (same shape as ``mask``, in the
+        autograd graph), for terms on where the gates are (``cdg.gating.cross_branch``); None for
+        methods that do not keep it.
     extras
         Method-specific detached tensors: dgnet "channel" (N x C_out) and "spatial" (N x H_d x W_d)
         gates; fbs "saliency" (N x C_out).
@@ -199,6 +203,7 @@ class GateRecord:
     gated: bool
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    decisions: torch.Tensor | None = None
 
     @property
     def block(self) -> tuple[int, int, int]:

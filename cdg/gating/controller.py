@@ -13,7 +13,9 @@
   ``cdg/gating/methods/<name>.py``; see docs/algorithm.md) and the controller state it uses
   (``multiplier``, ``threshold_target``, checkpointed);
 * the optional **cross-branch saliency alignment** ``align_weight · mean (d_v1 − d_v2)²`` on
-  per-image layer densities;
+  per-image layer densities, and the cross-branch term of ``gate.cross_branch``
+  (``cdg.gating.cross_branch``: gate agreement where the two crops overlap, from the views'
+  geometry handed to ``begin_step``);
 * **integral target control** for every threshold/bias method (``GateMethod.integral_control``:
   cdg, cgnet, dgnet under ``gate.control: shared``): after each optimiser step all gates shift by
   η (r_hard − t), so training runs at the scheduled ratio;
@@ -32,6 +34,7 @@ from cdg import distributed
 from hwsim.trace.errors import UserError
 from cdg.gating import registry
 from cdg.gating.base import gated_layers, set_gating
+from cdg.gating.cross_branch import cross_branch_loss
 from cdg.tracing.hw_prices import layer_weights
 from cdg.tracing.input_credit import input_credit
 from cdg.tracing.inventory import ConvInfo, conv_inventory
@@ -84,6 +87,7 @@ class GateController:
         self.view = 0
         self.epoch = 0.0
         self.records: list[dict] = [{}, {}]
+        self.geometry = None  # the two views' ViewGeometry of this step (gate.cross_branch)
         self._hooks = [self.backbone.register_forward_pre_hook(self._before_view),
                        self.backbone.register_forward_hook(self._after_view)]
         for name, layer in self.layers:
@@ -106,7 +110,10 @@ class GateController:
         t = (epoch - self.gate.warmup_epochs) / max(self.gate.ramp_epochs, 1e-9)
         return 1.0 - (1.0 - final) * min(max(t, 0.0), 1.0) if epoch >= self.gate.warmup_epochs else 1.0
 
-    def begin_step(self, epoch: float) -> None:
+    def begin_step(self, epoch: float, geometry=None) -> None:
+        """Start a step at ``epoch``; ``geometry``: the views' (``ViewGeometry``, ``ViewGeometry``),
+        which ``gate.cross_branch`` needs (``TwoViewAugment.last_geometry``)."""
+        self.geometry = geometry
         self.gates_on = epoch >= self.gate.warmup_epochs
         self.epoch = epoch
         self.view = 0
@@ -176,6 +183,10 @@ class GateController:
             align = torch.stack(gaps).mean()
             loss = loss + self.gate.align_weight * align
             logs["gate_align"] = float(align.detach())
+        cross, cross_logs = cross_branch_loss(self.gate, views, self.geometry)
+        if cross is not None:
+            loss = loss + cross
+            logs.update(cross_logs)
         # Feedback on the hard ratio of this step, averaged over DDP ranks so every rank keeps
         # the same controller state; applied in ``after_step`` (after the optimiser step).
         hard = distributed.all_reduce_mean(ratio.detach().float()).item()

@@ -184,7 +184,7 @@ class Trainer:
             view2 = view2.contiguous(memory_format=torch.channels_last)
         epoch = self.epoch + self.step_in_epoch / self.steps_per_epoch
         if self.gates is not None:
-            self.gates.begin_step(epoch)
+            self.gates.begin_step(epoch, getattr(self.augment, "last_geometry", None))
         self.macs.begin_step()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.step_module(view1, view2)
@@ -349,7 +349,8 @@ class Trainer:
                 self.metrics.write({"event": "computation", "epoch": self.epoch, "step": self.global_step, **report})
                 summary.update(dense_macs=report["dense_macs"], effective_macs=report["effective_macs"],
                                reduction=report["reduction"], effective_macs_full=report["effective_macs_full"],
-                               reduction_full=report["reduction_full"], accounting=cfg.gate.accounting)
+                               reduction_full=report["reduction_full"], accounting=cfg.gate.accounting,
+                               per_image_mac_ratio=report["per_image_mac_ratio"])
                 if cfg.gate.target_ratio is not None:
                     summary["target_reduction"] = 1 / cfg.gate.target_ratio
                 summary["control"] = cfg.gate.control  # what drove the method to its budget (docs/algorithm.md)
@@ -363,7 +364,8 @@ class Trainer:
                 summary.update(linear_top1=probe["top1"], linear_top5=probe["top5"])
             atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
             print(
-                "done: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()),
+                "done: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in summary.items() if not isinstance(v, dict)),
                 file=sys.stderr,
             )
         distributed.barrier()
