@@ -38,6 +38,7 @@ from hwsim.trace.stats import LayerStats, compute_stats, stats_from_json
 
 FORMAT_VERSION = 2         # 2: each mask file names its layer (``layer``); 1 is still read
 READABLE_VERSIONS = (1, 2)
+MASK_ARRAYS = ("gate_bits", "gate_grid", "act_bits", "act_shape", "layer")
 
 
 def sha256(path: Path) -> str:
@@ -260,7 +261,7 @@ def _read_json(path: Path, what: str) -> Any:
 
 
 def _check_version(value: Any, src: str) -> int:
-    if isinstance(value, bool) or value not in READABLE_VERSIONS:
+    if not isinstance(value, int) or isinstance(value, bool) or value not in READABLE_VERSIONS:
         raise HwsimError(src, "format_version",
                          f"trace format {value!r}, this hwsim reads {' and '.join(map(str, READABLE_VERSIONS))}")
     return int(value)
@@ -283,9 +284,9 @@ def verify_manifest(root: Path) -> dict:
             raise HwsimError(str(path), "file", "listed in MANIFEST.json but missing")
         size = path.stat().st_size
         if size != info["bytes"]:
-            raise HwsimError(str(path), "bytes", f"{size} bytes, manifest says {info['bytes']} (truncated or altered)")
+            raise HwsimError(str(path), "bytes", f"{size} bytes, {MANIFEST} says {info['bytes']} (truncated or altered)")
         if sha256(path) != info["sha256"]:
-            raise HwsimError(str(path), "sha256", "checksum mismatch (corrupted)")
+            raise HwsimError(str(path), "sha256", f"checksum differs from the one in {MANIFEST} (corrupted)")
     return manifest
 
 
@@ -307,12 +308,16 @@ def _read_npz(path: Path, limit: int) -> dict[str, np.ndarray]:
         if size > limit:
             raise HwsimError(str(path), "npz", f"unpacks to {size} bytes, more than a layer of this shape needs")
         with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+            arrays = {k: npz[k] for k in npz.files}
     except HwsimError:
         raise
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes: every decoder error means "unreadable"
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise HwsimError(str(path), "npz", f"unreadable ({type(exc).__name__}: {reason})") from None
+    for key, value in arrays.items():
+        if key not in MASK_ARRAYS or not isinstance(value, np.ndarray):
+            raise HwsimError(str(path), key, f"not an array of a mask file (those are {', '.join(MASK_ARRAYS)})")
+    return arrays
 
 
 def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: int, version: int) -> tuple:
@@ -339,7 +344,7 @@ def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: 
     if "gate_bits" in arrays:
         if spec.gate is None:
             raise HwsimError(str(path), "gate_bits", f"layer {spec.name!r} has no gate but the file has gate masks")
-        grid = tuple(int(v) for v in arrays.get("gate_grid", np.zeros(0)))
+        grid = _shape_of(arrays, "gate_grid", path)
         expected = spec.gate_grid(n_mask)
         if grid != expected or info.get("gate_grid") != list(expected):
             raise HwsimError(str(path), "gate_grid",
@@ -349,14 +354,25 @@ def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: 
         gate = unpack_bits(arrays["gate_bits"], grid)
     elif spec.gate is not None and n_mask > 0:
         raise HwsimError(str(path), "gate_bits", f"missing for gated layer {spec.name!r}")
+    elif info.get("gate_grid") is not None:
+        raise HwsimError(src, f"{where}.gate_grid", f"{info['gate_grid']!r}, but {rel} holds no gate masks")
     if "act_bits" in arrays:
-        shape = tuple(int(v) for v in arrays.get("act_shape", np.zeros(0)))
-        if len(shape) != 4 or shape[1:] != tuple(spec.in_shape) or info.get("act_shape") != list(shape):
+        shape = _shape_of(arrays, "act_shape", path)
+        if len(shape) != 4 or shape[0] < 1 or shape[1:] != tuple(spec.in_shape) or info.get("act_shape") != list(shape):
             raise HwsimError(str(path), "act_shape", f"{shape} disagrees with layer {spec.name!r} in_shape {spec.in_shape}")
         if arrays["act_bits"].dtype != np.uint8 or arrays["act_bits"].size != math.ceil(np.prod(shape) / 8):
             raise HwsimError(str(path), "act_bits", f"{arrays['act_bits'].size} bytes for shape {shape}")
         act = unpack_bits(arrays["act_bits"], shape)
+    elif info.get("act_shape") is not None or "act_shape" in arrays:
+        raise HwsimError(str(path), "act_bits", f"missing, but an act_shape is given for layer {spec.name!r}")
     return gate, act
+
+
+def _shape_of(arrays: dict, key: str, path: Path) -> tuple[int, ...]:
+    value = arrays.get(key, np.zeros(0, dtype=np.int64))
+    if value.dtype.kind not in "iu" or value.ndim != 1:
+        raise HwsimError(str(path), key, f"must be a 1-D integer array, got {value.dtype} of shape {value.shape}")
+    return tuple(int(v) for v in value)
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
