@@ -52,16 +52,16 @@ def recompute_manifest(root: Path) -> None:
     """What a careless tool does after editing a trace: re-list every file with its new digest."""
     files = {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256(p)}
              for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    version = json.loads((root / TRACE_JSON).read_text(errors="replace") or "{}").get("format_version", 2) \
-        if _is_json(root / TRACE_JSON) else 2
-    (root / MANIFEST).write_text(json.dumps({"format_version": version, "files": files}))
+    (root / MANIFEST).write_text(json.dumps({"format_version": _version(root / TRACE_JSON), "files": files}))
 
 
-def _is_json(path: Path) -> bool:
+def _version(path: Path):
+    """trace.json's own format_version where it can be read (a careless tool copies it), else 2."""
     try:
-        return isinstance(json.loads(path.read_text()), dict)
+        doc = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
+        return 2
+    return doc.get("format_version", 2) if isinstance(doc, dict) else 2
 
 
 @pytest.fixture(scope="module")
