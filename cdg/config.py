@@ -40,6 +40,12 @@ class DataConfig(Section):
     download: bool = Field(False, description="let torchvision download CIFAR or Fashion-MNIST into data.data_dir when online")
     num_workers: int = Field(0, ge=0, description="DataLoader workers for image-folder data (ImageNet-100)")
 
+    @model_validator(mode="after")
+    def _data_dir_not_blank(self) -> "DataConfig":
+        if self.data_dir is not None and not self.data_dir.strip():  # '' would mean the current directory
+            raise ValueError("data.data_dir: empty path (null means the default)")
+        return self
+
 
 class ModelConfig(Section):
     arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
@@ -201,7 +207,9 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _name_is_a_folder_name(self) -> "RunConfig":
-        if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
+        if not self.dir.strip():  # Path('') would silently be the current directory
+            raise ValueError("run.dir: empty path")
+        if self.name is not None and (not self.name.strip() or "/" in self.name or self.name in (".", "..")):
             raise ValueError(f"run.name must be a plain folder name, got {self.name!r}")
         return self
 

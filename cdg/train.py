@@ -25,7 +25,7 @@ from cdg.run.rundir import (
     remove_failed_start,
     run_dir_lock,
 )
-from hwsim.trace.errors import CliParser, UserError, cli_entry
+from hwsim.trace.errors import EXIT_INTERRUPTED, CliParser, UserError, cli_entry
 from hwsim.trace.layout import SUMMARY_FILE
 
 
@@ -93,9 +93,13 @@ def main(argv: list[str] | None = None) -> dict | None:
                     print(f"{run_dir} is already complete", file=sys.stderr)
                 return None
             return trainer.fit()
-    except Exception:
-        if fresh_dir is not None:
+    except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C too: a start without a checkpoint must not block its retry
+        if fresh_dir is not None and not checkpoint_path(run_dir).exists():
             remove_failed_start(*fresh_dir)
+            if isinstance(exc, KeyboardInterrupt):
+                print("interrupted before the first checkpoint: removed what the run wrote; start it again "
+                      "(no --resume needed)", file=sys.stderr, flush=True)
+                raise SystemExit(EXIT_INTERRUPTED) from None
         raise
     finally:
         distributed.cleanup()

@@ -38,7 +38,10 @@ def epoch_batches(num_items: int, global_batch: int, seed: int, epoch: int, rank
     Being a pure function of (seed, epoch) is what lets a resumed run see exactly the
     batches the uninterrupted run would have seen, and every DDP rank agree on them.
     """
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    mixed = seed * 1_000_003 + epoch
+    if not -(2**63) <= mixed < 2**63:  # a seed beyond ~9e12 (any 64-bit seed is valid): wrap, not crash
+        mixed %= 2**63
+    gen = torch.Generator().manual_seed(mixed)
     perm = torch.randperm(num_items, generator=gen)
     per_rank = global_batch // world
     steps = num_items // global_batch

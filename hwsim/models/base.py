@@ -154,5 +154,8 @@ def validate_config(cls: type[AccelConfig], data: Any, source: str) -> AccelConf
     except ValidationError as exc:
         loc, msg = _format_error(exc)
         raise HwsimError(source, loc, msg) from None
-    cfg.check(source)
+    try:
+        cfg.check(source)
+    except ArithmeticError as exc:  # e.g. sram_kb: 1e308 -> an infinite word count
+        raise HwsimError(source, "values", f"out of the range the model can compute with ({exc})") from None
     return cfg
