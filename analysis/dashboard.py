@@ -12,7 +12,9 @@ after a header with the sweep summary:
 - ``layers``: per-layer cycles and energy by component of one point per accelerator;
 - ``gate_density``: gate density heat maps, runs x gated layers and runs x stages;
 - ``speedup``: FLOPs reduction vs realised speed-up per accelerator, with y = x;
-- ``training``: loss and kNN top-1 per epoch of every run.
+- ``training``: loss and kNN top-1 per epoch of every run;
+- ``masks``: where each run's gates computed, per stage, on a few test images of its trace
+  (``analysis/mask_figures.py``).
 
 ``--png PNG_DIR`` also writes ``<name>.png`` of each figure with kaleido where it is installed and
 can start Chrome/Chromium; otherwise one line says why PNG export is unavailable (the HTML is
@@ -20,7 +22,6 @@ written either way). User mistakes are one line on stderr and exit code 2 (``hws
 """
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
@@ -31,7 +32,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
-from analysis.results import typed
+from analysis import mask_figures
+from analysis.pareto import snap
+from analysis.results import load_tables
+from analysis.validation_plot import validation_figure
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_text
 from hwsim.trace.layout import METRICS_FILE
@@ -41,7 +45,7 @@ POINT_COLUMNS = ("point_id", "run", "run_path", "gate_method", "gate_S", "gate_b
 LAYER_COLUMNS = ("point_id", "layer", "stage", "cycles", "total_cycles", "speedup", "flops_reduction",
                  "gate_density", "energy_pj")
 ACCURACY_COLUMNS = ("linear_top1", "knn_top1")
-FIGURES = ("pareto", "parcoords", "layers", "gate_density", "speedup", "training")
+FIGURES = ("pareto", "parcoords", "layers", "gate_density", "speedup", "training", "masks")
 SECTION_TITLES = {
     "pareto": "Pareto fronts: accuracy vs latency and energy",
     "parcoords": "Design space (parallel coordinates)",
@@ -49,6 +53,8 @@ SECTION_TITLES = {
     "gate_density": "Gate density per layer and stage",
     "speedup": "FLOPs reduction vs realised speed-up",
     "training": "Training curves",
+    "validation": "Sparse execution: predicted vs measured (cpu model)",
+    "masks": "Where each run computes (gate maps)",
 }
 SECTION_NOTES = {
     "pareto": "Each marker is one (run, accelerator, grid assignment); diamonds joined by a step line are the points "
@@ -63,6 +69,11 @@ SECTION_NOTES = {
     "speedup": "Points on the dashed line turn every removed MAC into saved time; below it the hardware loses "
                "part of the FLOPs reduction (granularity, overhead, memory).",
     "training": "From each run's metrics.jsonl: 'train' events (loss, logged within epochs) and 'knn' events.",
+    "validation": "From the sweep's validation.json (python -m analysis.validate --sweep): measured executor speed-ups "
+                  "against the cpu model's predictions; on the dashed line the prediction is exact.",
+    "masks": "From each run's trace masks: per stage, the fraction of output channels computed at each pixel "
+             "(red: all, blue: none) over a grey proxy of the input (non-zero stem-output channels), for the "
+             "first test images. Runs without gate masks (dense) are left out.",
 }
 
 
@@ -74,26 +85,12 @@ class Sweep:
     meta: dict
     point_columns: list[str]
     layers_by_point: dict[Any, list[dict]] = field(default_factory=dict)
-
-
-def _read_csv(path: Path, required: Sequence[str], what: str) -> tuple[list[dict], list[str]]:
-    if not path.is_file():
-        raise HwsimError(str(path), "file", f"missing (is {path.parent} a sweep directory written by "
-                                            f"python -m analysis.dse?)")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = list(reader.fieldnames or [])
-        if not columns:
-            raise HwsimError(str(path), "header", "empty file (no header row)")
-        for col in required:
-            if col not in columns:
-                raise HwsimError(str(path), col, f"column missing (needed for the {what})")
-        rows = [{k: typed(v or "") for k, v in row.items() if k is not None} for row in reader]
-    return rows, columns
+    validation: dict | None = None    # validation.json, where python -m analysis.validate --sweep wrote one
 
 
 def load(sweep_dir: str | Path) -> Sweep:
-    """Read and check a sweep directory; every problem is a :class:`HwsimError` naming the file/column."""
+    """Read and check a sweep directory (``analysis.sweepcheck``); every problem is a
+    :class:`HwsimError` naming the file, line and column."""
     root = Path(sweep_dir)
     if not root.exists():
         raise HwsimError(str(root), "--sweep", "no such directory")
@@ -101,27 +98,25 @@ def load(sweep_dir: str | Path) -> Sweep:
         raise HwsimError(str(root), "--sweep", "not a directory")
     if not any(root.iterdir()):
         raise HwsimError(str(root), "--sweep", "empty directory (run python -m analysis.dse --out here first)")
-    points, point_columns = _read_csv(root / "points.csv", POINT_COLUMNS, "dashboard")
-    if not points:
-        raise HwsimError(str(root / "points.csv"), "rows", "no points (has the sweep run?)")
-    layers, _ = _read_csv(root / "layers.csv", LAYER_COLUMNS, "per-layer figures")
-    meta_path = root / "sweep.json"
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HwsimError(str(meta_path), "file", "missing (is this a sweep directory?)") from None
-    except ValueError as exc:
-        raise HwsimError(str(meta_path), "json", f"not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise HwsimError(str(meta_path), "(top level)", "expected a JSON object")
+    points, layers, meta = load_tables(root, POINT_COLUMNS, LAYER_COLUMNS,
+                                       ("needed for the dashboard", "needed for the per-layer figures"))
     by_point: dict[Any, list[dict]] = defaultdict(list)
-    for row in layers:
+    for row in layers.rows:
         by_point[row.get("point_id")].append(row)
-    for p in points:
-        if not by_point.get(p.get("point_id")):
-            raise HwsimError(str(root / "layers.csv"), f"point_id {p.get('point_id')}",
-                             "no layer rows for this point of points.csv")
-    return Sweep(root, points, layers, meta, point_columns, dict(by_point))
+    return Sweep(root, points.rows, layers.rows, meta, points.columns, dict(by_point),
+                 _validation(root / "validation.json"))
+
+
+def _validation(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise HwsimError(str(path), "json", f"not valid JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise HwsimError(str(path), "rows", "expected an object with a list 'rows' (python -m analysis.validate)")
+    return doc
 
 
 def pick_accuracy(sweep: Sweep, requested: str | None) -> str:
@@ -206,7 +201,10 @@ def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequenc
         "gate_density": F.gate_density_figure(sweep.points, sweep.layers_by_point),
         "speedup": F.speedup_figure(sweep.points, sweep.layers_by_point, acc),
         "training": F.training_figure(curves, missing),
+        "masks": mask_figures.mask_overlay_figure(mask_figures.run_traces(sweep.points, sweep.path), warn=warn),
     }
+    if sweep.validation is not None:
+        figs["validation"] = validation_figure(sweep.validation.get("rows", []), sweep.validation.get("summary", {}))
     page = render_html(sweep, acc, chosen, figs, point_ids_given=bool(point_ids))
     run_dirs = tuple(sorted({str(p["run_path"]) for p in sweep.points if p.get("run_path")}))
     return Dashboard(page, figs, acc, chosen, missing, run_dirs)
@@ -291,7 +289,7 @@ def summary_html(sweep: Sweep, accuracy: str, chosen: Sequence[Mapping], point_i
                         for p in chosen_by_accel[accel]) or "-"
         cells = [html.escape(accel), _e(rows[0].get("accel_model")), str(len(rows)), _e(best(accuracy, max)),
                  str(len(F.front_of(rows, accuracy, "time_us"))), _e(best("time_us", min)), _e(best("energy_pj", min)),
-                 _e(best("speedup", max)), _e(best("energy_saving", max)), rep]
+                 _e(best("speedup", max)), _e(snap(best("energy_saving", max))), rep]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body)
              + "</table>")

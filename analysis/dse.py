@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from analysis.executors import import_ray, run_local, run_ray
 from analysis.grid import Grid, apply, assignments, get_dotted, load_grid
 from analysis.journal import JOURNAL, Journal, locked
-from analysis.results import LAYERS_CSV, POINTS_CSV, SWEEP_JSON
+from analysis.results import LAYERS_CSV, POINTS_CSV, SCHEMA_VERSION, SWEEP_JSON
 from analysis.runs import RunInfo, find_run_dirs, load_runs
 from analysis.worker import make_tasks
 from hwsim.config import load_config
@@ -37,13 +37,12 @@ from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.trace.fileio import atomic_open, atomic_write_json
 from hwsim.trace.io import sha256
 
-SCHEMA_VERSION = 1
-
 # leading columns of points.csv (the dashboard's contract); param.* columns follow the run/accel
 # block, the totals follow them; any further total reported by a model is appended.
 POINT_RUN_COLUMNS = ["point_id", "run", "run_group", "run_path", "backbone", "width", "dataset", "ssl_method",
                      "gate_method", "gate_S", "gate_b", "gate_G", "gate_branches", "gate_align_weight",
-                     "target_reduction", "seed", "linear_top1", "knn_top1", "trained_reduction"]
+                     "target_reduction", "gate_recipe", "seed", "experiment", "image_size", "epochs", "steps",
+                     "batch_size", "linear_top1", "knn_top1", "trained_reduction"]
 POINT_ACCEL_COLUMNS = ["accel", "accel_file", "accel_model", "accel_mode", "design", "params"]
 POINT_RESULT_COLUMNS = ["mask_source", "n_images", "clock_mhz", "peak_macs_per_cycle", "total_cycles",
                         "dense_total_cycles", "cycles", "dense_cycles", "speedup", "flops_reduction",
@@ -86,12 +85,16 @@ def point_id(run_path: str, trace_digest: str, accel_digest: str, params: dict) 
 def load_accels(paths: Sequence[str]) -> list[Accel]:
     if not paths:
         raise HwsimError("--accel", "accel", "no accelerator configs given")
-    out, seen = [], set()
+    out, seen, names = [], set(), {}
     for p in paths:
         if os.path.realpath(p) in seen:
             continue
         seen.add(os.path.realpath(p))
         cfg = load_config(p)
+        if cfg.name in names:  # points, fronts and figures are keyed by the name
+            raise HwsimError(str(p), "name", f"{cfg.name!r} is also the name of {names[cfg.name]}; "
+                                             "give every accelerator config its own name")
+        names[cfg.name] = str(p)
         out.append(Accel(str(p), sha256(p), cfg))
     return out
 

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analysis.pareto import as_float, pareto_mask
+from analysis.pareto import RTOL, as_float, pareto_mask
 
 TEMPLATE = "plotly_white"
 ACCEL_PALETTE = qualitative.Plotly + qualitative.D3
@@ -27,6 +27,7 @@ RUN_PALETTE = qualitative.Alphabet + qualitative.Dark24
 COMPONENT_PALETTE = qualitative.Set3 + qualitative.Pastel1 + qualitative.Set2
 DESIGN_COLUMNS = ("gate_S", "gate_b", "gate_G", "target_reduction")
 OUTCOME_COLUMNS = ("speedup", "flops_reduction", "time_us", "energy_pj", "energy_saving", "utilisation")
+ENERGY_PREFIX, ENERGY_SUFFIX = "energy_", "_pj"
 LOG_RATIO = 30.0  # a cost axis spanning more than this factor is drawn in log scale
 
 
@@ -193,18 +194,25 @@ def representative_points(points: Sequence[Mapping], accuracy: str, tolerance: f
         accs = [num(r.get(accuracy)) for r in timed if math.isfinite(num(r.get(accuracy)))]
         if accs:
             best = max(accs)
-            timed = [r for r in timed if num(r.get(accuracy)) >= best - tolerance - 1e-12]
+            timed = [r for r in timed if num(r.get(accuracy)) >= best - tolerance - RTOL * abs(best)]
         out.append(min(timed, key=lambda r: (num(r.get("time_us")), -num(r.get(accuracy)))))
     return out
 
 
+def is_energy_component(column: str) -> bool:
+    """``energy_<component>_pj`` with a non-empty component (so not the total ``energy_pj``)."""
+    return (column.startswith(ENERGY_PREFIX) and column.endswith(ENERGY_SUFFIX)
+            and len(column) > len(ENERGY_PREFIX) + len(ENERGY_SUFFIX))
+
+
 def energy_components(rows: Sequence[Mapping]) -> list[str]:
     """The ``energy_<component>_pj`` columns with a non-zero value in some row (an all-zero or absent
-    component adds nothing to a stack)."""
+    component adds nothing to a stack). The total ``energy_pj`` matches the pattern with an empty
+    component and is not one: stacking it too drew every bar at twice its energy."""
     cols: dict[str, None] = {}
     for r in rows:
         for k in r:
-            if k.startswith("energy_") and k.endswith("_pj"):
+            if is_energy_component(k):
                 cols[k] = None
     return [c for c in cols if any(math.isfinite(num(r.get(c))) and num(r.get(c)) != 0.0 for r in rows)]
 
@@ -250,7 +258,7 @@ def layer_bars_figure(chosen: Sequence[Mapping], layers_by_point: Mapping[Any, l
                                      marker=dict(symbol="line-ew-open", size=14, color="black", line=dict(width=2)),
                                      hovertemplate="%{x}<br>dense total %{y:.4g} cycles<extra></extra>"), row=i, col=1)
         for comp in components:
-            label = comp[len("energy_"):-len("_pj")]
+            label = comp[len(ENERGY_PREFIX):-len(ENERGY_SUFFIX)]
             fig.add_trace(go.Bar(x=names, y=[num(r.get(comp)) for r in rows], name=f"energy: {label}",
                                  legendgroup=comp, showlegend=first, marker_color=comp_colour[comp],
                                  hovertemplate=f"%{{x}}<br>{html.escape(label)} %{{y:.4g}} pJ<extra></extra>"),

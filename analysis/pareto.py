@@ -1,5 +1,7 @@
-"""Co-design analysis of a sweep: Pareto fronts, the best gate structure per accelerator, and where
-the FLOPs reduction is lost on the way to a speed-up.
+"""Co-design analysis of a sweep: Pareto fronts, best gate structures, where speed-up is lost.
+
+Pareto fronts, the best gate structure per accelerator, and where the FLOPs reduction is lost on
+the way to a speed-up.
 
     python -m analysis.pareto --sweep DIR [--accuracy linear_top1] [--tolerance 0.01] \
         [--cost time_us] [--by accel|design]
@@ -24,6 +26,14 @@ realised is ``D - T``. The difference ``T - D f`` splits exactly into
 - overhead: the rest of ``C - Dc f`` (index/compaction cycles, pipeline fill not shrinking with
   work, and for a model without skip units, granularity too);
 - memory: ``(T - C) - (D - Dc) f``, memory-bound time that does not shrink with the gated work.
+
+Floats are compared with the relative tolerance ``RTOL`` (1e-9): two values within ``RTOL`` of the
+larger magnitude are equal (a run 1e-16 faster than dense does not beat it), and a saving, share or
+gain whose size is below ``RTOL`` of its scale is zero. Rounding in hwsim's sums stays near 1e-15
+relative; one cycle of a real per-image total is far above 1e-9 of it (docs/analysis.md).
+
+Seeds are averaged only within one experiment (``analysis.experiment``: the ``experiment`` column,
+same training config and budget) and one gate recipe (``gate_recipe``).
 """
 from __future__ import annotations
 
@@ -40,7 +50,10 @@ from hwsim.models import registry
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 
 DEFAULT_OBJECTIVES = {"linear_top1": "max", "time_us": "min", "energy_pj": "min"}
-STRUCTURE = ("gate_method", "gate_S", "gate_b", "gate_G", "target_reduction", "gate_branches", "gate_align_weight")
+STRUCTURE = ("gate_method", "gate_S", "gate_b", "gate_G", "target_reduction", "gate_branches", "gate_align_weight",
+             "gate_recipe")
+EXPERIMENT = ("experiment",)
+RTOL = 1e-9
 LOSSES = ("granularity", "imbalance", "overhead", "memory")
 
 
@@ -53,10 +66,21 @@ def as_float(value: Any) -> float:
         return math.nan
 
 
-def pareto_mask(values: Any, maximize: Sequence[bool]) -> np.ndarray:
+def snap(value: float, scale: float = 1.0, rtol: float = RTOL) -> float:
+    """``value`` or 0.0 where it is within ``rtol`` of ``|scale|`` of zero (float noise)."""
+    return 0.0 if math.isfinite(value) and abs(value) <= rtol * abs(scale) else value
+
+
+def _dominated(x: np.ndarray, others: np.ndarray, rtol: float) -> bool:
+    diff = others - x
+    scale = rtol * np.maximum(np.abs(others), np.abs(x))
+    return bool(np.any(np.all(diff >= -scale, axis=1) & np.any(diff > scale, axis=1)))
+
+
+def pareto_mask(values: Any, maximize: Sequence[bool], rtol: float = RTOL) -> np.ndarray:
     """Non-dominated rows of ``values`` (n, k). A row is dominated if another is at least as good
-    in every objective and strictly better in one; equal rows do not dominate each other. Rows
-    with a NaN are never on the front."""
+    in every objective and better by more than ``rtol`` (relative) in one; rows equal within
+    ``rtol`` do not dominate each other. Rows with a NaN are never on the front."""
     v = np.asarray(values, dtype=float)
     if v.ndim != 2 or v.shape[1] != len(maximize):
         raise HwsimError("pareto", "objectives", f"values of shape {v.shape} for {len(maximize)} objectives")
@@ -70,13 +94,15 @@ def pareto_mask(values: Any, maximize: Sequence[bool]) -> np.ndarray:
     front = np.empty((len(order), v.shape[1]))
     n_front = 0
     for i in order:
-        x = v[i]
-        f = front[:n_front]
-        if n_front and np.any(np.all(f >= x, axis=1) & np.any(f > x, axis=1)):
+        if n_front and _dominated(v[i], front[:n_front], rtol):
             continue
         keep[i] = True
-        front[n_front] = x
+        front[n_front] = v[i]
         n_front += 1
+    # with a tolerance a dominator may sort after what it dominates: check the survivors against all
+    for i in np.flatnonzero(keep):
+        if _dominated(v[i], v[idx], rtol):
+            keep[i] = False
     return keep
 
 
@@ -120,15 +146,22 @@ def fronts(records: Any, by: Sequence[str] = ("accel",),
     return {key: pareto_front(rows, objectives) for key, rows in _group(to_records(records), by).items()}
 
 
+def _is_dense(candidate: Mapping[str, Any]) -> bool:
+    return candidate["structure"].get("gate_method") in ("none", None)
+
+
 def best_gate_structure(records: Any, tolerance: float = 0.01, accuracy: str = "linear_top1",
                         cost: str = "time_us", by: Sequence[str] = ("design",),
-                        structure: Sequence[str] = STRUCTURE) -> list[dict]:
-    """For each group (default: each accelerator design = config + grid params): the gate structure
-    with the lowest mean ``cost`` among those whose mean ``accuracy`` (over seeds) is within
-    ``tolerance`` of the group's most accurate structure. Also reports the dense structure's cost
-    (``gate_method`` none) where the sweep has one."""
-    if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
-        raise HwsimError("pareto", "tolerance", f"must be a number >= 0, got {tolerance!r}")
+                        structure: Sequence[str] = STRUCTURE, experiment: Sequence[str] = EXPERIMENT) -> list[dict]:
+    """For each group (default: each accelerator design = config + grid params) of one experiment
+    (``experiment`` columns: only seeds of one experiment are averaged): the gate structure with
+    the lowest mean ``cost`` among those whose mean ``accuracy`` (over seeds) is within
+    ``tolerance`` of the group's most accurate structure (costs equal within ``RTOL``: the more
+    accurate, then dense). Also reports the dense structure's cost (``gate_method`` none) where there is one."""
+    if not (isinstance(tolerance, (int, float)) and not isinstance(tolerance, bool)
+            and math.isfinite(tolerance) and tolerance >= 0):
+        raise HwsimError("pareto", "tolerance", f"must be a finite number >= 0, got {tolerance!r}")
+    by = tuple(by) + tuple(k for k in experiment if k not in by)
     out = []
     for key, rows in _group(to_records(records), by).items():
         cands = []
@@ -143,15 +176,20 @@ def best_gate_structure(records: Any, tolerance: float = 0.01, accuracy: str = "
         if not cands:
             continue
         ref = max(c["accuracy"] for c in cands)
-        eligible = [c for c in cands if c["accuracy"] >= ref - tolerance - 1e-12]
-        best = min(eligible, key=lambda c: (c["cost"], -c["accuracy"]))
-        dense = [c for c in cands if c["structure"].get("gate_method") in ("none", None)]
+        eligible = [c for c in cands if c["accuracy"] >= ref - tolerance - RTOL * abs(ref)]
+        cheapest = min(c["cost"] for c in eligible)
+        tied = [c for c in eligible if c["cost"] <= cheapest + RTOL * abs(cheapest)]
+        top = max(c["accuracy"] for c in tied)
+        best = min((c for c in tied if c["accuracy"] >= top - RTOL * abs(top)),
+                   key=lambda c: (not _is_dense(c), c["cost"]))  # a tie with dense is no gain
+        dense = [c for c in cands if _is_dense(c)]
         dense_cost = dense[0]["cost"] if dense else math.nan
+        gain = dense_cost / best["cost"] if dense and best["cost"] else math.nan
         out.append({**dict(zip(by, key)), **best["structure"], "accuracy": best["accuracy"],
                     "accuracy_std": best["accuracy_std"], cost: best["cost"], "n_seeds": best["n"],
                     "reference_accuracy": ref, "tolerance": tolerance, "candidates": len(cands),
                     "eligible": len(eligible), f"dense_{cost}": dense_cost,
-                    "gain_vs_dense": dense_cost / best["cost"] if dense and best["cost"] else math.nan})
+                    "gain_vs_dense": 1.0 + snap(gain - 1.0)})
     return out
 
 
@@ -198,11 +236,12 @@ def layer_losses(layer: Mapping[str, Any], model: str | None = None) -> dict[str
 
 
 def reduction_breakdown(points: Any, layers: Any,
-                        by: Sequence[str] = ("design", "gate_method", "gate_S", "gate_b")) -> list[dict]:
+                        by: Sequence[str] = ("design", "experiment", "gate_method", "gate_S", "gate_b")) -> list[dict]:
     """Where the FLOPs reduction goes, per group of points (sums over the points' layers): the ideal
     speed-up (time proportional to needed MACs), the realised one, and the share of the promised
     cycle saving lost to each of granularity, imbalance, overhead and memory (they sum, with the
-    realised share, to 1)."""
+    realised share, to 1). A promised saving within ``RTOL`` of the dense cycles is none (shares
+    NaN: a dense run's float noise is not a saving to share out)."""
     prows = to_records(points)
     by_point: dict[Any, list[dict]] = defaultdict(list)
     for layer in to_records(layers):
@@ -219,8 +258,9 @@ def reduction_breakdown(points: Any, layers: Any,
             for layer in lrows:
                 for k, v in layer_losses(layer, p.get("accel_model")).items():
                     acc[k] += v
-        promised = acc["dense_cycles"] - acc["ideal_cycles"]
-        realised = acc["dense_cycles"] - acc["realised_cycles"]
+        scale = acc["dense_cycles"]
+        promised = snap(acc["dense_cycles"] - acc["ideal_cycles"], scale)
+        realised = snap(acc["dense_cycles"] - acc["realised_cycles"], scale)
         row = {**dict(zip(by, key)), "points": n,
                "flops_reduction": acc["dense_macs"] / acc["needed_macs"] if acc["needed_macs"] else math.nan,
                "ideal_speedup": acc["dense_cycles"] / acc["ideal_cycles"] if acc["ideal_cycles"] else math.nan,
@@ -231,6 +271,7 @@ def reduction_breakdown(points: Any, layers: Any,
                "promised_saving_cycles": promised / n, "realised_saving_cycles": realised / n,
                "realised_share": realised / promised if promised > 0 else math.nan}
         for loss in LOSSES:
+            acc[loss] = snap(acc[loss], scale)
             row[f"lost_{loss}_cycles"] = acc[loss] / n
             row[f"lost_{loss}_share"] = acc[loss] / promised if promised > 0 else math.nan
         out.append(row)
@@ -248,8 +289,16 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _shown(row: Mapping[str, Any], col: str) -> Any:
+    """A saving or share (a fraction of 1) within ``RTOL`` of zero is shown as 0, not -6.661e-16."""
+    v = row.get(col)
+    if isinstance(v, float) and col.endswith(("saving", "_share")):
+        return snap(v)
+    return v
+
+
 def format_table(rows: list[dict], columns: Sequence[str], title: str) -> str:
-    cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
+    cells = [[_fmt(_shown(r, c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = [title, "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(x.ljust(w) for x, w in zip(row, widths)) for row in cells]
@@ -287,13 +336,14 @@ def main(argv: list[str] | None = None) -> int:
                                        f"\nPareto front ({args.accuracy} max, time_us min, energy_pj min) "
                                        f"of {args.by} {key[0]}: {len(front)} of {n} points"))
         best = best_gate_structure(points, args.tolerance, args.accuracy, args.cost, (args.by,))
-        blocks.append(format_table(best, [args.by, "gate_method", "gate_S", "gate_b", "gate_G", "target_reduction",
+        blocks.append(format_table(best, [args.by, "experiment", "gate_method", "gate_S", "gate_b", "gate_G", "target_reduction",
                                           "accuracy", args.cost, f"dense_{args.cost}", "gain_vs_dense",
                                           "reference_accuracy", "eligible", "candidates"],
-                                   f"\nBest gate structure per {args.by} (mean over seeds; accuracy within "
-                                   f"{args.tolerance} of the best; lowest {args.cost})"))
-        bd = reduction_breakdown(points, layers, (args.by, "gate_method", "gate_S", "gate_b"))
-        blocks.append(format_table(bd, [args.by, "gate_method", "gate_S", "gate_b", "points", "flops_reduction",
+                                   f"\nBest gate structure per {args.by} and experiment (mean over the seeds of "
+                                   f"one experiment; accuracy within {args.tolerance} of the best; lowest "
+                                   f"{args.cost}; floats equal within a relative {RTOL:g})"))
+        bd = reduction_breakdown(points, layers, (args.by, "experiment", "gate_method", "gate_S", "gate_b"))
+        blocks.append(format_table(bd, [args.by, "experiment", "gate_method", "gate_S", "gate_b", "points", "flops_reduction",
                                         "ideal_speedup", "speedup", "realised_share"]
                                    + [f"lost_{x}_share" for x in LOSSES],
                                    "\nWhere the FLOPs reduction is lost (shares of the promised cycle saving)"))

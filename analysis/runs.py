@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from analysis.experiment import experiment_key, gate_recipe
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import load_yaml
 from hwsim.trace import Trace, load_trace
@@ -54,7 +55,13 @@ class RunInfo:
     gate_branches: str | None = None
     gate_align_weight: float | None = None
     target_reduction: float | None = None
+    gate_recipe: str | None = None   # digest of the other gate settings (analysis.experiment)
     seed: int | None = None
+    experiment: str | None = None    # what seeds of one experiment share (analysis.experiment)
+    image_size: int | None = None
+    epochs: int | None = None        # summary.json (else train.epochs): the budget trained
+    steps: int | None = None
+    batch_size: int | None = None
     linear_top1: float | None = None
     knn_top1: float | None = None
     trained_reduction: float | None = None
@@ -78,8 +85,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HwsimError(str(path), "file", "missing (has the run finished?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HwsimError(str(path), "json", f"not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit number
+        raise HwsimError(str(path), "json", f"not valid JSON ({getattr(exc, 'msg', None) or type(exc).__name__})") from None
 
 
 def _section(doc: dict, key: str, src: str) -> dict:
@@ -89,12 +96,21 @@ def _section(doc: dict, key: str, src: str) -> dict:
     return value
 
 
-def _num(value: Any, src: str, fld: str) -> float | None:
+def _num(value: Any, src: str, fld: str, low: float = -math.inf, high: float = math.inf) -> float | None:
+    """A finite number in [low, high] (JSON's NaN and Infinity are refused), or None."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise HwsimError(src, fld, f"expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        where = "" if (low, high) == (-math.inf, math.inf) else f" in [{low:g}, {high:g}]"
+        raise HwsimError(src, fld, f"expected a finite number{where}, got {value!r}")
     return float(value)
+
+
+def _int(value: Any, src: str, fld: str) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise HwsimError(src, fld, f"expected an integer, got {value!r}")
+    return value
 
 
 def is_run_dir(path: Path) -> bool:
@@ -184,9 +200,12 @@ def read_run(run_dir: str | os.PathLike) -> RunInfo:
         gate_align_weight=_num(gate.get("align_weight"), cfg_src, "gate.align_weight"),
         target_reduction=_num(summary.get("target_reduction", gate.get("target_reduction")), summary_src,
                               "target_reduction"),
-        seed=seed,
-        linear_top1=_num(summary.get("linear_top1"), summary_src, "linear_top1"),
-        knn_top1=_num(summary.get("knn_top1"), summary_src, "knn_top1"),
+        gate_recipe=gate_recipe(cfg), seed=seed, experiment=experiment_key(cfg, summary),
+        image_size=data.get("image_size"),
+        epochs=_int(summary.get("epochs", train.get("epochs")), summary_src, "epochs"),
+        steps=_int(summary.get("steps"), summary_src, "steps"), batch_size=train.get("batch_size"),
+        linear_top1=_num(summary.get("linear_top1"), summary_src, "linear_top1", 0.0, 1.0),
+        knn_top1=_num(summary.get("knn_top1"), summary_src, "knn_top1", 0.0, 1.0),
         trained_reduction=_num(summary.get("reduction"), summary_src, "reduction"),
         dense_macs=_num(summary.get("dense_macs"), summary_src, "dense_macs"),
         effective_macs=_num(summary.get("effective_macs"), summary_src, "effective_macs"),

@@ -1,8 +1,9 @@
 """Speed of every hwsim model: each accel_configs/*.yaml on a synthetic gated CIFAR ResNet-18
-trace, by number of images and of layers, with numba compile time measured separately.
+(or, with ``--network``, any built-in table, e.g. the 224 px ResNet-50) trace, by number of images and of layers, with numba compile time measured separately.
 
     python bench/hwsim_models.py                            # 100 / 300 / 1000 images, every config
     python bench/hwsim_models.py --images 1000 --configs 'sparse_pe*'
+    python bench/hwsim_models.py --network resnet50_imagenet --images 1000 --no-compile   # ImageNet scale
 
 Generic over configs: a model registered in hwsim.models.registry (and its YAML in accel_configs/)
 shows up without changes here. The trace is SYNTHETIC (no trained cdg model): every 3x3 conv
@@ -36,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ACT_IMAGES = 32
 
 
-def write_trace(path: Path, n: int, seed: int = 0) -> None:
-    specs = gate_3x3_convs(get_network("resnet18_cifar"), GateGrid(G=4, S=8, b=2))
+def write_trace(path: Path, n: int, seed: int = 0, network: str = "resnet18_cifar") -> None:
+    specs = gate_3x3_convs(get_network(network), GateGrid(G=4, S=8, b=2))
     write_synthetic_trace(path, specs, n, np.random.default_rng(seed), masks=smooth_masks, act_images=ACT_IMAGES,
-                          meta={"model": "resnet18_cifar", "synthetic": True, "note": "bench/hwsim_models.py"},
+                          meta={"model": network, "synthetic": True, "note": "bench/hwsim_models.py"},
                           overwrite=True)
 
 
@@ -73,6 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", default="100,300,1000", help="comma-separated image counts")
     ap.add_argument("--configs", default="*", help="glob over accel_configs/*.yaml stems")
     ap.add_argument("--no-compile", action="store_true", help="skip the fresh-interpreter compile measurement")
+    ap.add_argument("--network", default="resnet18_cifar", help="built-in layer table (hwsim.networks) to gate")
     args = ap.parse_args(argv)
     counts = sorted(int(v) for v in args.images.split(","))
     paths = [p for p in sorted((ROOT / "accel_configs").glob("*.yaml")) if fnmatch.fnmatch(p.stem, args.configs)]
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
         traces = {}
         for n in counts + [4]:
             t0 = time.perf_counter()
-            write_trace(work / f"t{n}", n)
+            write_trace(work / f"t{n}", n, network=args.network)
             traces[n] = load_trace(work / f"t{n}")
             if n != 4:
                 print(f"trace {n} images: written + loaded in {time.perf_counter() - t0:.1f} s")

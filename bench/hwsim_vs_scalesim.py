@@ -19,7 +19,7 @@ from pathlib import Path
 from hwsim.config import load_config
 from hwsim.trace.fileio import atomic_write_json
 from hwsim.networks import resnet18_cifar
-from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.interop.scalesim_ref import run_scalesim
 from hwsim.models.systolic.counts import dense_layer_counts
 from hwsim.workload import lower
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     total_ref = total_hw = 0.0
     all_ok = True
     for df in args.dataflows.split(","):
-        cfg = base.with_overrides(dataflow=df)
+        cfg = base.with_overrides(dataflow=df, accumulation="scalesim")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             ref = run_scalesim(specs, cfg, tmp)

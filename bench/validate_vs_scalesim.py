@@ -8,12 +8,13 @@ Prints a markdown table.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import warnings
 
 from hwsim.config import parse_config
-from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.interop.scalesim_ref import run_scalesim
 from hwsim.models.systolic.counts import dense_layer_counts
 from hwsim.workload import conv_layer, linear_layer, lower
 
@@ -32,7 +33,7 @@ SRAM_KB = [(1, 1, 1), (8, 8, 4)]
 
 def config(rows, cols, df, sram):
     return parse_config(dict(
-        name=f"v{rows}x{cols}", model="systolic", array=dict(rows=rows, cols=cols), dataflow=df,
+        name=f"v{rows}x{cols}", model="systolic", array=dict(rows=rows, cols=cols), dataflow=df, accumulation="scalesim",
         clock_mhz=1000, sram_kb=dict(ifmap=sram[0], filter=sram[1], ofmap=sram[2]),
         word_bytes=dict(ifmap=1, filter=1, ofmap=1), dram=dict(bandwidth_gb_s=16), sparse=dict(mode="skip"),
         energy=dict(source="Horowitz ISSCC 2014", process_nm=45, mac_pj=0.3, rf_access_pj=0.3,
@@ -40,7 +41,8 @@ def config(rows, cols, df, sram):
                     dram_pj_per_bit=20.3, static_mw=0)), "validate")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] + " Runs SCALE-Sim on every case: minutes.").parse_args(argv)
     warnings.simplefilter("ignore")
     print("| dataflow | array | SRAM kB (if/fil/of) | layers exact (cycles, SRAM) | max DRAM diff ifmap | filter | ofmap |")
     print("|---|---|---|---|---|---|---|")

@@ -40,6 +40,12 @@ class DataConfig(Section):
     download: bool = Field(False, description="let torchvision download CIFAR or Fashion-MNIST into data.data_dir when online")
     num_workers: int = Field(0, ge=0, description="DataLoader workers for image-folder data (ImageNet-100)")
 
+    @model_validator(mode="after")
+    def _data_dir_not_blank(self) -> "DataConfig":
+        if self.data_dir is not None and not self.data_dir.strip():  # '' would mean the current directory
+            raise ValueError("data.data_dir: empty path (null means the default)")
+        return self
+
 
 class ModelConfig(Section):
     arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet18"
@@ -95,6 +101,7 @@ class TrainConfig(Section):
     grad_clip: Optional[float] = Field(None, gt=0)
     log_every_steps: int = Field(10, gt=0)
     progress: bool = Field(True, description="progress bars (rank 0 only)")
+    tensorboard: bool = Field(False, description="also write TensorBoard event files to <run>/tensorboard (needs the tensorboard extra)")
 
 
 class EvalConfig(Section):
@@ -139,8 +146,27 @@ class GateConfig(Section):
     controller_lr: float = Field(1.0, ge=0, description="gain of the integral target controller (gate shift per unit ratio error)")
     branches: Literal["both", "one"] = Field("both", description="gate both contrastive branches, or only one (ablation)")
     align_weight: float = Field(0.0, ge=0, description="cross-branch saliency alignment: penalise per-layer density gaps")
-    sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid")
+    cross_branch: Literal["none", "overlap_consistency"] = Field(
+        "none", description="cdg: cross-branch saliency term; overlap_consistency = the two views' gates agree where their crops overlap"
+    )
+    cross_branch_weight: float = Field(1.0, ge=0, description="weight of the gate.cross_branch term")
+    saliency_norm: Literal["none", "channel"] = Field(
+        "none", description="cdg: channel = standardise each channel's base partial sum per image before pooling"
+    )
+    sharpness: float = Field(4.0, gt=0, description="alpha of the straight-through sigmoid (cdg, cgnet; dgnet uses 1/tau)")
     keep_ratio: Optional[float] = Field(None, gt=0, le=1, description="FBS channels kept; null = derived from the target")
+    control: Literal["shared", "published"] = Field(
+        "shared", description="sparsity control: shared = the integral target controller and calibration for every method; published = each method's own (cgnet fixed target threshold, fbs fixed k-winner-take-all, dgnet FLOPs and bounding loss)"
+    )
+    target_threshold: Optional[float] = Field(
+        None, description="cgnet under control=published: the fixed target threshold T of its penalty; null = the normal quantile that meets the target"
+    )
+    grouping: Literal["shuffle", "first"] = Field(
+        "shuffle", description="cgnet base path: shuffle = channel grouping with shuffle as published (G must divide C_in, C_out); first = the first 1/G input channels"
+    )
+    bound_weight: float = Field(1.0, ge=0, description="dgnet: weight gamma of its bounding loss on each block's spatial and channel density")
+    bound_decay: float = Field(0.05, ge=0, description="dgnet: the bound relaxes as p = exp(-bound_decay x epochs since the warm-up)")
+    tau: float = Field(2 / 3, gt=0, description="dgnet: temperature of its Gumbel-sigmoid gates (noise in training only)")
     accounting: Literal["full", "output"] = Field(
         "full", description="MAC convention of target control and calibration: full = skipped outputs and structurally zero inputs, output = skipped outputs only"
     )
@@ -157,6 +183,9 @@ class GateConfig(Section):
             raise ValueError("set gate.target_reduction or gate.target_density, not both")
         if isinstance(self.channel_block, int) and self.channel_block < 1:
             raise ValueError(f"gate.channel_block must be >= 1 or 'all', got {self.channel_block}")
+        for key in ("cross_branch", "saliency_norm"):
+            if getattr(self, key) != "none" and self.method != "cdg":
+                raise ValueError(f"gate.{key}={getattr(self, key)} needs gate.method cdg, got {self.method}")
         priced = gate_methods.names(hw_aware=True)
         if self.hw_aware is not None and self.method not in priced:
             raise ValueError(f"gate.hw_aware needs gate.method {' or '.join(priced)} (a ratio regulariser), got {self.method}")
@@ -178,7 +207,9 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _name_is_a_folder_name(self) -> "RunConfig":
-        if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
+        if not self.dir.strip():  # Path('') would silently be the current directory
+            raise ValueError("run.dir: empty path")
+        if self.name is not None and (not self.name.strip() or "/" in self.name or self.name in (".", "..")):
             raise ValueError(f"run.name must be a plain folder name, got {self.name!r}")
         return self
 

@@ -12,12 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from torch import nn
-
 from cdg.config import load_config
-from cdg.evaluation import RawPixels
-from cdg.run.builders import build_untrained, load_sources, load_trained
-from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.rundir import INTERRUPTED, MetricsLog, checkpoint_path
 from hwsim.trace.errors import CliParser, cli_entry
 from hwsim.trace.fileio import atomic_write_json
@@ -62,15 +57,22 @@ def _weights_label(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     values = {"train.device": args.device, "data.data_dir": args.data_dir}
+    cfg = None
     if args.config is not None:
         overrides = [*args.overrides, *(f"{k}={v}" for k, v in values.items() if v is not None)]
-        trained = build_untrained(load_config(args.config, overrides))
+        cfg = load_config(args.config, overrides)  # validated before torch is imported
+    from cdg.evaluation import RawPixels
+    from cdg.run.builders import build_untrained, load_sources, load_trained
+    from cdg.run.evaluate import features_for, knn_top1, linear_top1
+
+    if cfg is not None:
+        trained = build_untrained(cfg)
         source = str(args.config)
     else:
         source = args.checkpoint or checkpoint_path(args.run)
         trained = load_trained(source, values, weights=not args.random_init)
     cfg, payload, device = trained.cfg, trained.payload, trained.device
-    encoder: nn.Module = RawPixels() if args.features == "raw-pixels" else trained.model.backbone
+    encoder = RawPixels() if args.features == "raw-pixels" else trained.model.backbone
     encoder = encoder.to(device)
     sources = load_sources(cfg)
     train, test = features_for(cfg, encoder, sources, device)
@@ -97,6 +99,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if not args.no_log and (run_dir / METRICS_FILE).exists():
             MetricsLog(run_dir / METRICS_FILE).write(result)
     return result
+
+
+def console() -> int:
+    """The ``cdg-eval`` console script: exit status 0 on success (``main`` returns its result,
+    which ``sys.exit`` would print and turn into status 1)."""
+    main()
+    return 0
 
 
 if __name__ == "__main__":

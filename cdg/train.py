@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from cdg.config import Config, apply_overrides, build_config, load_config, resolve, to_commented_yaml
-from cdg import distributed
 from cdg.run.rundir import (
     INTERRUPTED,
     check_resume_config,
@@ -26,8 +25,7 @@ from cdg.run.rundir import (
     remove_failed_start,
     run_dir_lock,
 )
-from cdg.run.trainer import Trainer
-from hwsim.trace.errors import CliParser, UserError, cli_entry
+from hwsim.trace.errors import EXIT_INTERRUPTED, CliParser, UserError, cli_entry
 from hwsim.trace.layout import SUMMARY_FILE
 
 
@@ -78,6 +76,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     if resume and not checkpoint_path(run_dir).exists():
         raise UserError(f"nothing to resume in {run_dir}: no checkpoint yet (start it again without --resume)")
+    # torch only now: a typo in the command line or the config is reported before the heavy imports
+    from cdg import distributed
+    from cdg.run.trainer import Trainer
     rank = int(os.environ.get("RANK", "0"))
     fresh_dir = None
     if not resume and rank == 0:
@@ -92,12 +93,23 @@ def main(argv: list[str] | None = None) -> dict | None:
                     print(f"{run_dir} is already complete", file=sys.stderr)
                 return None
             return trainer.fit()
-    except Exception:
-        if fresh_dir is not None:
+    except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C too: a start without a checkpoint must not block its retry
+        if fresh_dir is not None and not checkpoint_path(run_dir).exists():
             remove_failed_start(*fresh_dir)
+            if isinstance(exc, KeyboardInterrupt):
+                print("interrupted before the first checkpoint: removed what the run wrote; start it again "
+                      "(no --resume needed)", file=sys.stderr, flush=True)
+                raise SystemExit(EXIT_INTERRUPTED) from None
         raise
     finally:
         distributed.cleanup()
+
+
+def console() -> int:
+    """The ``cdg-train`` console script: exit status 0 on success (``main`` returns its result,
+    which ``sys.exit`` would print and turn into status 1)."""
+    main()
+    return 0
 
 
 if __name__ == "__main__":

@@ -279,14 +279,39 @@ def _simulate(layers: Sequence[LayerSpec], cfg: AccelConfig, get_inputs: Callabl
                      disable=len(specs) < 8 or not sys.stderr.isatty()):
         g, a, d = get_inputs(spec)
         src = mask_source if (g is not None or a is not None or d is not None) else "none"
-        results.append(_layer_result(spec, cfg, g, a, d, src, live[spec.name]))
+        try:
+            with np.errstate(all="ignore"):  # an overflow is refused below, with one line, not warned about
+                results.append(_layer_result(spec, cfg, g, a, d, src, live[spec.name]))
+        except ArithmeticError as exc:  # inf -> int, x / 0 after an underflow, ...
+            raise HwsimError(f"accelerator {cfg.name!r}", f"layer {spec.name!r}",
+                             f"the simulation failed ({type(exc).__name__}: {exc}): a cost, size or rate in "
+                             "the accelerator config is out of the range a float64 simulation can hold") from None
     n_images = max(r.n_images for r in results)
     # layers simulated once (dense / ungated) have the same figures for every image
     for r in results:
         if r.n_images == 1 and n_images > 1:
             r.cycles_per_image = np.full(n_images, r.total_cycles)
-    return RunResult(cfg.name, cfg.model, cfg.describe(), dense_run, n_images, results,
-                     cfg.peak_macs_per_cycle(), mask_source)
+    run = RunResult(cfg.name, cfg.model, cfg.describe(), dense_run, n_images, results,
+                    cfg.peak_macs_per_cycle(), mask_source)
+    _check_finite(run, cfg)
+    return run
+
+
+# the physical figures of a run; a ratio of two of them may be NaN (nothing gated off), these may not
+_FINITE = ("cycles", "total_cycles", "time_us", "energy_pj", "dram_bytes", "dense_total_cycles", "dense_energy_pj")
+
+
+def _check_finite(run: RunResult, cfg: AccelConfig) -> None:
+    """Refuse a run whose cycles, time, energy or traffic overflowed (a config cost near the float
+    limit, e.g. ``mac_pj: 1e308``): reporting it would print ``inf``/``nan%`` and exit 0."""
+    with np.errstate(all="ignore"):
+        rows = [(r.name, r.row()) for r in run.layers] + [("TOTAL", run.totals())]
+    for name, row in rows:
+        for key in _FINITE + tuple(k for k in row if k.startswith(("energy_", "bytes_"))):
+            value = row.get(key)
+            if isinstance(value, (int, float, np.number)) and not np.isfinite(value):
+                raise HwsimError(f"accelerator {cfg.name!r}", key, f"the simulated {key} of {name} is {float(value)}: "
+                                 "a cost, size or rate in the accelerator config is too large for a float64")
 
 
 STATS_IMAGES = 32   # images drawn for the statistics path

@@ -29,4 +29,10 @@ def parse_config(data: Any, source: str) -> AccelConfig:
 
 
 def load_config(path: str | os.PathLike) -> AccelConfig:
+    """An accelerator YAML, or a SCALE-Sim ``.cfg`` (read as a systolic config that counts as
+    SCALE-Sim does: ``hwsim.interop.scalesim_cfg``)."""
+    if str(path).lower().endswith(".cfg"):
+        from hwsim.interop.scalesim_cfg import load_scalesim_cfg
+
+        return load_scalesim_cfg(path)
     return parse_config(load_yaml(path), str(path))

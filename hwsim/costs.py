@@ -27,6 +27,8 @@ class Accesses:
     dram_ifmap_read: float
     dram_filter_read: float
     dram_ofmap_write: float
+    sram_ofmap_read: float = 0.0     # partial sums read back for accumulation
+    dram_ofmap_read: float = 0.0     # spilled partial sums read back
 
 
 def bytes_per_cycle(bandwidth_gb_s: float, clock_mhz: float) -> float:
@@ -48,11 +50,13 @@ def traffic_bytes(a: Accesses) -> dict[str, float]:
         "dram_ifmap_read": a.dram_ifmap_read,
         "dram_filter_read": a.dram_filter_read,
         "dram_ofmap_write": a.dram_ofmap_write,
+        "sram_ofmap_read": a.sram_ofmap_read,
+        "dram_ofmap_read": a.dram_ofmap_read,
     }
 
 
 def dram_bytes(a: Accesses) -> float:
-    return a.dram_ifmap_read + a.dram_filter_read + a.dram_ofmap_write
+    return a.dram_ifmap_read + a.dram_filter_read + a.dram_ofmap_write + a.dram_ofmap_read
 
 
 def energy_pj(a: Accesses, energy: Any, sram_kb: Any, clock_mhz: float, cycles: float,
@@ -69,17 +73,18 @@ def energy_pj(a: Accesses, energy: Any, sram_kb: Any, clock_mhz: float, cycles: 
         "rf": a.macs * e.rf_accesses_per_mac * e.rf_access_pj,
         "sram_ifmap": a.sram_ifmap_read * rd("ifmap"),
         "sram_filter": a.sram_filter_read * rd("filter"),
-        "sram_ofmap": a.sram_ofmap_write * wr("ofmap"),
-        "sram_fill": a.dram_ifmap_read * wr("ifmap") + a.dram_filter_read * wr("filter"),
+        "sram_ofmap": a.sram_ofmap_write * wr("ofmap") + a.sram_ofmap_read * rd("ofmap"),
+        "sram_fill": a.dram_ifmap_read * wr("ifmap") + a.dram_filter_read * wr("filter")
+        + a.dram_ofmap_read * wr("ofmap"),
         "sram_drain": a.dram_ofmap_write * rd("ofmap"),
         "index": a.sram_index_read * index_pj,
     }
     if gate_pj is not None:
         out["gate"] = gate_pj
     out.update({
-        "dram_ifmap": a.dram_ifmap_read * 8 * e.dram_pj_per_bit,
-        "dram_filter": a.dram_filter_read * 8 * e.dram_pj_per_bit,
-        "dram_ofmap": a.dram_ofmap_write * 8 * e.dram_pj_per_bit,
+        "dram_ifmap": a.dram_ifmap_read * 8 * e.dram_read_pj(),
+        "dram_filter": a.dram_filter_read * 8 * e.dram_read_pj(),
+        "dram_ofmap": a.dram_ofmap_write * 8 * e.dram_write_pj() + a.dram_ofmap_read * 8 * e.dram_read_pj(),
         # mW x cycles / MHz = 1e-3 W x 1e-6 s = 1e-9 J = 1e3 pJ
         "static": e.static_mw * cycles / clock_mhz * 1e3,
     })

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DRAM_KEYS = ("dram_ifmap_read", "dram_filter_read", "dram_ofmap_write")
+OPTIONAL_DRAM_KEYS = ("dram_ofmap_read",)  # summed where a model reports them (spilled partial sums)
 
 
 @dataclass
@@ -35,7 +36,8 @@ class Figures:
 
     @property
     def dram_bytes(self) -> float:
-        return sum(self.traffic_bytes[k] for k in DRAM_KEYS)
+        return sum(self.traffic_bytes[k] for k in DRAM_KEYS) + sum(
+            self.traffic_bytes.get(k, 0.0) for k in OPTIONAL_DRAM_KEYS)
 
 
 LOSS_FIELDS = ("skip_units", "units_run", "imbalance_cycles")

@@ -35,11 +35,16 @@ def format_table(run: RunResult) -> str:
              "sparsity exploited, realised = cycle saving / FLOPs-proportional saving",
              head, "-" * len(head)]
     for r in run.layers:
-        row = r.row()
-        lines.append(" ".join(fmt.format(v) for (_, fmt, _), v in zip(COLUMNS, _cells(r.name[:24], row))))
+        lines.append(_line(_cells(r.name[:24], r.row())))
     lines.append("-" * len(head))
-    lines.append(" ".join(fmt.format(v) for (_, fmt, _), v in zip(COLUMNS, _cells("TOTAL", run.totals()))))
+    lines.append(_line(_cells("TOTAL", run.totals())))
     return "\n".join(lines)
+
+
+def _line(cells: list) -> str:
+    """One table row; an undefined ratio (NaN: no gated-off work to realise) prints as ``-``."""
+    return " ".join(f"{'-':>{width}}" if isinstance(v, float) and math.isnan(v) else fmt.format(v)
+                    for (_, fmt, width), v in zip(COLUMNS, cells))
 
 
 def format_granularity(run: RunResult) -> str:

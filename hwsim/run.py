@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hwsim.api import simulate_network, simulate_trace
+from hwsim.api import simulate_layers, simulate_network, simulate_trace
+from hwsim.interop.scalesim_topology import load_topology
 from hwsim.config import load_config
 from hwsim.trace.errors import CliParser, HwsimError, cli_entry
 from hwsim.networks import NETWORKS
@@ -22,10 +23,11 @@ _Parser = CliParser  # one line, exit code 2
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m hwsim.run", description=__doc__.splitlines()[0])
-    p.add_argument("--accel", required=True, help="accelerator YAML (accel_configs/*.yaml)")
+    p.add_argument("--accel", required=True, help="accelerator YAML (accel_configs/*.yaml) or a SCALE-Sim .cfg")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trace", help="trace directory written by cdg (runs/<name>/trace)")
     src.add_argument("--network", choices=sorted(NETWORKS), help="built-in dense layer table")
+    src.add_argument("--topology", help="SCALE-Sim topology CSV (conv or GEMM), dense")
     p.add_argument("--dense", action="store_true", help="simulate the trace's layer table without gating")
     p.add_argument("--dataflow", choices=("os", "ws", "is"), help="override a systolic config's dataflow")
     p.add_argument("--sparse-mode", choices=("gate", "skip", "compact"), help="override a systolic config's sparse.mode")
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         raise HwsimError(args.out, "--out", "exists and is not a directory")
     if args.trace:
         run = simulate_trace(args.trace, cfg, dense=args.dense)
+    elif args.topology:
+        run = simulate_layers(load_topology(args.topology), cfg, source=args.topology)
     else:
         run = simulate_network(args.network, cfg)
     table = format_table(run)

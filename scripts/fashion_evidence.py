@@ -90,8 +90,9 @@ def plan(phase: str, datasets: list[str], seeds: list[int], epochs: int, baselin
             elif phase == "curve":
                 for target in (1.5, 2.5):
                     runs += [Run(phase, dataset, g, seed, epochs, target, [f"gate.method={g}"]) for g in ("cdg", baseline)]
-    # cheap baselines first, then seeds in order, so early results already answer something
-    return sorted(runs, key=lambda r: (r.arm not in ("raw_pixels", "random_init"), r.seed, r.dataset))
+    # seed by seed, cheap baselines first within a seed: every finished seed is a complete
+    # comparison, and the first dense runs come early instead of after every baseline
+    return sorted(runs, key=lambda r: (r.seed, r.arm not in ("raw_pixels", "random_init"), r.dataset))
 
 
 def git_commit() -> str:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from cdg.data.augment_config import AugmentConfig
+from cdg.data.view_geometry import ViewGeometry
 from cdg.methods.registry import METHOD_SPECS
 from hwsim.trace.errors import UserError
 
@@ -30,6 +31,7 @@ __all__ = [
     "BLUR_MIN_SIZE",
     "ViewRecipe",
     "TwoViewAugment",
+    "view_geometry",
     "EvalTransform",
     "method_recipes",
     "blur_kernel_size",
@@ -180,12 +182,31 @@ def _build_view(recipe: ViewRecipe, image_size: int) -> nn.Sequential:
     return nn.Sequential(*ops)
 
 
+def view_geometry(view: nn.Sequential, in_hw: tuple[int, int], image_size: int) -> ViewGeometry:
+    """The crop box and flip of each sample in the last call of ``view`` (built by ``_build_view``:
+    the crop first, the flip, if any, second), from the ``_params`` kornia keeps of its last call."""
+    import kornia.augmentation as K
+
+    crop = view[0]._params
+    flip_module = view[1] if len(view) > 1 and isinstance(view[1], K.RandomHorizontalFlip) else None
+    n = crop["src"].shape[0]
+    if flip_module is None:
+        flip = torch.zeros(n, dtype=torch.bool, device=crop["src"].device)
+    else:
+        flip = flip_module._params["batch_prob"].reshape(-1) > 0.5
+    return ViewGeometry.from_corners(crop["src"], flip, in_hw, (image_size, image_size))
+
+
 class TwoViewAugment(nn.Module):
     """uint8 N x 3 x H x W (any device) -> two normalised float32 views N x 3 x S x S.
 
     Random parameters are drawn per sample and per view from torch's global generator of the
     images' device (the module follows its input, as ``.to(device)`` would place it), and applied
     batched there; ``torch.manual_seed`` makes a run reproducible on a given device.
+
+    ``last_geometry`` holds the two views' ``ViewGeometry`` (crop box and flip per sample) of the
+    last call, read from the crop and flip modules' own parameters (no extra randomness, no copy of
+    the images): CDG's cross-branch consistency maps one view's masks into the other with it.
     """
 
     def __init__(
@@ -204,6 +225,7 @@ class TwoViewAugment(nn.Module):
         self.view2 = _build_view(recipes[1], image_size)
         self.normalize = _Normalize(mean, std)
         self._device = torch.device("cpu")
+        self.last_geometry: tuple[ViewGeometry, ViewGeometry] | None = None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if images.device != self._device:
@@ -212,7 +234,11 @@ class TwoViewAugment(nn.Module):
             self._device = images.device
         with torch.no_grad():
             x = _to_unit_float(images)
-            return self.normalize(self.view1(x)), self.normalize(self.view2(x))
+            view1, view2 = self.view1(x), self.view2(x)
+            in_hw = tuple(x.shape[-2:])
+            self.last_geometry = (view_geometry(self.view1, in_hw, self.image_size),
+                                  view_geometry(self.view2, in_hw, self.image_size))
+            return self.normalize(view1), self.normalize(view2)
 
     def extra_repr(self) -> str:
         return f"method={self.method!r}, image_size={self.image_size}"

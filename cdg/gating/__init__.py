@@ -15,6 +15,7 @@ baselines (CGNet, FBS, DGNet). One job per module:
                        convention; the full one adds ``cdg.tracing.input_credit``)
 ``selection``          which convs are gated (``gate_for``) and the gated backbone builders
 ``controller``         ``GateController``: schedule, regulariser, branch policy, target control
+``cross_branch``       CDG's cross-branch term: gate agreement where the two views' crops overlap
 ``calibration``        the post-training gate shift that meets the target
 =====================  ==========================================================================
 

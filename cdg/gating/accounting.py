@@ -22,12 +22,13 @@ cdg, cgnet (base/conditional split, C_b = ceil(C_in / G), C_c = C_in - C_b)
 fbs, dgnet (no base path: all of an output element's work is skipped or done)
     conditional  = (number of output elements computed) * C_in * k^2
     predictor    fbs:   C_in * H_in * W_in (global average pool adds) + C_in * C_out (linear)
-                 dgnet: spatial C_in * H_in * W_in (pool adds) + C_in * H_d * W_d (1x1 conv)
+                 dgnet (at a block's leader; 0 at its followers, which reuse the leader's mask):
+                        spatial C_in * H_in * W_in (pool adds) + 9 * C_in * H_d * W_d (3x3 conv)
                         + channel C_in * H_in * W_in (global pool adds) + C_in * h + h * C_out
-                        (two linears, h = max(1, C_out // reduction))
+                        (two linears, h = max(1, C_in // reduction))
     gate         fbs:   C_out (ReLU) + C_out * ceil(log2 C_out) (top-k selection compares)
                         + one multiply per computed output element (scaling by the saliency pi);
-                 dgnet: C_out + H_d * W_d compares.
+                 dgnet: C_out + H_d * W_d compares (leader; 0 at followers).
     base         = 0
 
 This is the output-only convention: a computed output element costs all its MACs. The full

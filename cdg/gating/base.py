@@ -98,6 +98,13 @@ class GateMethod:
     always computed, so a skipped output is not zero."""
 
     @classmethod
+    def integral_control(cls, gate_cfg) -> bool:
+        """Whether the shared integral controller (and the calibration after training) drives this
+        method under ``gate_cfg`` (a ``GateConfig``): methods that shift gates, unless
+        ``gate.control: published`` leaves the target to the method's own regulariser."""
+        return cls.target_by_shift and getattr(gate_cfg, "control", "shared") == "shared"
+
+    @classmethod
     def validate(cls, spec: ConvSpec, gate: GateSpec) -> None:
         """Raise a one-line ``UserError`` naming ``gate.<field>`` for settings or structure that cannot gate ``spec``."""
 
@@ -170,9 +177,16 @@ class GateRecord:
         have had, so regularisers and cross-branch terms still see the decisions.
     saliency_mean
         fbs: mean of the channel saliency π ≥ 0 over batch and channels (its L1 regulariser); None otherwise.
+    decisions
+        cdg, cgnet: the straight-through decision map g itself (same shape as ``mask``, in the
+        autograd graph), for terms on where the gates are (``cdg.gating.cross_branch``); None for
+        methods that do not keep it.
     extras
         Method-specific detached tensors: dgnet "channel" (N x C_out) and "spatial" (N x H_d x W_d)
         gates; fbs "saliency" (N x C_out).
+    parts
+        Method-specific differentiable densities its regulariser needs (dgnet: the block's
+        straight-through "spatial" and "channel" densities, batch means); empty otherwise.
     macs
         Per-image effective MACs (int64, shape N): "base", "conditional", "gate", "predictor",
         "total" (see ``cdg.gating.accounting``); computed on first access.
@@ -188,6 +202,8 @@ class GateRecord:
     out_hw: tuple[int, int]
     gated: bool
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+    decisions: torch.Tensor | None = None
 
     @property
     def block(self) -> tuple[int, int, int]:

@@ -13,10 +13,12 @@
   ``cdg/gating/methods/<name>.py``; see docs/algorithm.md) and the controller state it uses
   (``multiplier``, ``threshold_target``, checkpointed);
 * the optional **cross-branch saliency alignment** ``align_weight · mean (d_v1 − d_v2)²`` on
-  per-image layer densities;
-* **integral target control** for every threshold/bias method (``GateMethod.target_by_shift``:
-  cdg, cgnet, dgnet): after each optimiser step all gates shift by η (r_hard − t), so training
-  runs at the scheduled ratio;
+  per-image layer densities, and the cross-branch term of ``gate.cross_branch``
+  (``cdg.gating.cross_branch``: gate agreement where the two crops overlap, from the views'
+  geometry handed to ``begin_step``);
+* **integral target control** for every threshold/bias method (``GateMethod.integral_control``:
+  cdg, cgnet, dgnet under ``gate.control: shared``): after each optimiser step all gates shift by
+  η (r_hard − t), so training runs at the scheduled ratio;
 * the **branch policy**: gates in both contrastive branches (default) or only one (the
   second view of a shared encoder, or the online encoder of MoCo/BYOL, runs dense);
 * hardware-aware **prices** of each layer's gated MACs (``gate.hw_aware``, ``cdg.tracing.hw_prices``).
@@ -32,6 +34,7 @@ from cdg import distributed
 from hwsim.trace.errors import UserError
 from cdg.gating import registry
 from cdg.gating.base import gated_layers, set_gating
+from cdg.gating.cross_branch import cross_branch_loss
 from cdg.tracing.hw_prices import layer_weights
 from cdg.tracing.input_credit import input_credit
 from cdg.tracing.inventory import ConvInfo, conv_inventory
@@ -82,7 +85,9 @@ class GateController:
         self.multiplier = 0.0
         self.threshold_target = 0.0
         self.view = 0
+        self.epoch = 0.0
         self.records: list[dict] = [{}, {}]
+        self.geometry = None  # the two views' ViewGeometry of this step (gate.cross_branch)
         self._hooks = [self.backbone.register_forward_pre_hook(self._before_view),
                        self.backbone.register_forward_hook(self._after_view)]
         for name, layer in self.layers:
@@ -105,8 +110,12 @@ class GateController:
         t = (epoch - self.gate.warmup_epochs) / max(self.gate.ramp_epochs, 1e-9)
         return 1.0 - (1.0 - final) * min(max(t, 0.0), 1.0) if epoch >= self.gate.warmup_epochs else 1.0
 
-    def begin_step(self, epoch: float) -> None:
+    def begin_step(self, epoch: float, geometry=None) -> None:
+        """Start a step at ``epoch``; ``geometry``: the views' (``ViewGeometry``, ``ViewGeometry``),
+        which ``gate.cross_branch`` needs (``TwoViewAugment.last_geometry``)."""
+        self.geometry = geometry
         self.gates_on = epoch >= self.gate.warmup_epochs
+        self.epoch = epoch
         self.view = 0
         self.records = [{}, {}]
         self.collecting = True
@@ -174,6 +183,10 @@ class GateController:
             align = torch.stack(gaps).mean()
             loss = loss + self.gate.align_weight * align
             logs["gate_align"] = float(align.detach())
+        cross, cross_logs = cross_branch_loss(self.gate, views, self.geometry)
+        if cross is not None:
+            loss = loss + cross
+            logs.update(cross_logs)
         # Feedback on the hard ratio of this step, averaged over DDP ranks so every rank keeps
         # the same controller state; applied in ``after_step`` (after the optimiser step).
         hard = distributed.all_reduce_mean(ratio.detach().float()).item()
@@ -190,7 +203,7 @@ class GateController:
         multiplier (cdg) and the threshold target T (cgnet) integrate the same error.
         """
         error, self._error = self._error, None
-        if error is None or not self.method.target_by_shift:
+        if error is None or not self.method.integral_control(self.gate):
             return
         step = self.gate.controller_lr * error
         shift_gates(self.backbone, step, self.price if self.hw_layers else None)
@@ -199,7 +212,7 @@ class GateController:
     @property
     def calibratable(self) -> bool:
         """Whether ``cdg.gating.calibration.calibrate`` can meet the target by shifting the gates."""
-        return self.method.target_by_shift
+        return self.method.integral_control(self.gate)
 
     def state_dict(self) -> dict:
         return {"multiplier": self.multiplier, "threshold_target": self.threshold_target}

@@ -36,7 +36,7 @@ def gate_for(spec: ConvSpec, cfg, settings: dict | None = None) -> GateSpec | No
     if not method.spatial_blocks:
         spatial = 1
     return make_gate(cfg.method, groups=groups, channel_block=block, spatial_block=spatial,
-                     sharpness=cfg.sharpness, **(settings or {}))
+                     sharpness=cfg.sharpness, saliency_norm=cfg.saliency_norm, **(settings or {}))
 
 
 def default_selection(gate: GateSpec) -> Callable[[ConvSpec], GateSpec | None]:

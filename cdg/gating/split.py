@@ -121,5 +121,6 @@ class SplitGatedConv(GatedConv, metaclass=abc.ABCMeta):
             in_hw=in_hw,
             out_hw=out_hw,
             gated=self.gating,
+            decisions=g,
         )
         return y

@@ -111,9 +111,10 @@ def check_resume_config(saved: Config, requested: Config, run_dir: Path) -> None
 class MetricsLog:
     """Append-only JSON-lines log; each record carries the global ``step`` it belongs to."""
 
-    def __init__(self, path: Path, enabled: bool = True):
+    def __init__(self, path: Path, enabled: bool = True, mirror: Any = None):
         self.path = path
         self.enabled = enabled
+        self.mirror = mirror  # e.g. cdg.run.tensorboard.TensorBoardMirror: gets every record too
         self._checked_tail = False
 
     def write(self, record: dict[str, Any]) -> None:
@@ -128,6 +129,8 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
+        if self.mirror is not None:
+            self.mirror.write(record)
 
     def read(self) -> list[dict[str, Any]]:
         return read_metrics(self.path)

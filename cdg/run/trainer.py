@@ -22,6 +22,7 @@ from cdg.run.checkpoint import capture_rng, load_checkpoint, load_model_state, r
 from cdg.run.evaluate import features_for, knn_top1, linear_top1
 from cdg.run.optim import build_optimizer, build_scheduler
 from cdg.run.rundir import MetricsLog, checkpoint_path
+from cdg.run.tensorboard import TensorBoardMirror
 from cdg.run.train_macs import KEYS as MAC_KEYS, TrainMacMeter
 from hwsim.trace.layout import METRICS_FILE, SUMMARY_FILE
 from cdg.gating.calibration import calibrate
@@ -37,7 +38,10 @@ def epoch_batches(num_items: int, global_batch: int, seed: int, epoch: int, rank
     Being a pure function of (seed, epoch) is what lets a resumed run see exactly the
     batches the uninterrupted run would have seen, and every DDP rank agree on them.
     """
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    mixed = seed * 1_000_003 + epoch
+    if not -(2**63) <= mixed < 2**63:  # a seed beyond ~9e12 (any 64-bit seed is valid): wrap, not crash
+        mixed %= 2**63
+    gen = torch.Generator().manual_seed(mixed)
     perm = torch.randperm(num_items, generator=gen)
     per_rank = global_batch // world
     steps = num_items // global_batch
@@ -68,7 +72,8 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         self.amp = self.cuda and cfg.train.amp
         self.channels_last = self.cuda and cfg.train.channels_last
-        self.metrics = MetricsLog(run_dir / METRICS_FILE, enabled=self.is_main)
+        mirror = TensorBoardMirror(run_dir) if cfg.train.tensorboard and self.is_main else None
+        self.metrics = MetricsLog(run_dir / METRICS_FILE, enabled=self.is_main, mirror=mirror)
 
         self.sources = load_sources(cfg)
         if len(self.sources.train) < cfg.train.batch_size:
@@ -182,7 +187,7 @@ class Trainer:
             view2 = view2.contiguous(memory_format=torch.channels_last)
         epoch = self.epoch + self.step_in_epoch / self.steps_per_epoch
         if self.gates is not None:
-            self.gates.begin_step(epoch)
+            self.gates.begin_step(epoch, getattr(self.augment, "last_geometry", None))
         self.macs.begin_step()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.step_module(view1, view2)
@@ -347,9 +352,11 @@ class Trainer:
                 self.metrics.write({"event": "computation", "epoch": self.epoch, "step": self.global_step, **report})
                 summary.update(dense_macs=report["dense_macs"], effective_macs=report["effective_macs"],
                                reduction=report["reduction"], effective_macs_full=report["effective_macs_full"],
-                               reduction_full=report["reduction_full"], accounting=cfg.gate.accounting)
+                               reduction_full=report["reduction_full"], accounting=cfg.gate.accounting,
+                               per_image_mac_ratio=report["per_image_mac_ratio"])
                 if cfg.gate.target_ratio is not None:
                     summary["target_reduction"] = 1 / cfg.gate.target_ratio
+                summary["control"] = cfg.gate.control  # what drove the method to its budget (docs/algorithm.md)
             summary.update(train_macs)
             # Final accuracy of the final (calibrated) weights, from one feature pass.
             train, test = features_for(cfg, self.model.backbone, self.sources, self.device)
@@ -360,7 +367,8 @@ class Trainer:
                 summary.update(linear_top1=probe["top1"], linear_top5=probe["top5"])
             atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
             print(
-                "done: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()),
+                "done: " + " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in summary.items() if not isinstance(v, dict)),
                 file=sys.stderr,
             )
         distributed.barrier()

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from cdg.data.augment import build_eval_transform
 from cdg.models.resnet import conv_graph
+from cdg.tracing.adaptivity import per_image_ratios
 from cdg.tracing.input_credit import input_credit
 from cdg.tracing.inventory import ConvInfo, conv_inventory, layer_spec
 from hwsim.trace import LayerStats, TraceWriter, density_histogram
@@ -102,7 +103,8 @@ def computation_report(tallies: dict[str, LayerTally]) -> dict:
     """Dense vs effective MACs per layer and in total (per image, mean over the evaluation set), in
     both conventions (``cdg.tracing.input_credit``): ``effective_macs`` / ``reduction`` output-only,
     ``effective_macs_full`` / ``reduction_full`` with the input-side credit ``input_skipped_macs``
-    (counted at the consuming conv) subtracted."""
+    (counted at the consuming conv) subtracted; ``per_image_mac_ratio`` is the distribution of the
+    network ratio over the images (``cdg.tracing.adaptivity``)."""
     layers = []
     for name, tally in tallies.items():
         conv = float(tally.cat("conv_macs").mean())
@@ -126,9 +128,12 @@ def computation_report(tallies: dict[str, LayerTally]) -> dict:
     effective = sum(layer["effective_macs"] for layer in layers)
     full = sum(layer["effective_macs_full"] for layer in layers)
     n_images = len(next(iter(tallies.values())).cat("conv_macs"))
+    per_image = per_image_ratios([t.cat("conv_macs") for t in tallies.values()],
+                                 [t.cat("overhead_macs") for t in tallies.values()],
+                                 [t.cat("input_credit") for t in tallies.values()], dense)
     return {"n_images": n_images, "dense_macs": dense, "effective_macs": effective,
             "reduction": dense / effective, "effective_macs_full": full, "reduction_full": dense / full,
-            "layers": layers}
+            "per_image_mac_ratio": per_image, "layers": layers}
 
 
 def write_trace(path: Path, tallies: dict[str, LayerTally], graph: dict[str, list[str]], meta: dict) -> Path:
@@ -172,6 +177,7 @@ def trace_run(cfg, backbone: nn.Module, sources, device: torch.device, run_dir: 
         "gate_method": cfg.gate.method,
         "overhead_macs_per_image": overhead,
         "total_reduction_with_overheads": report["reduction"],
+        "per_image_mac_ratio": report["per_image_mac_ratio"],
     }
     write_trace(run_dir / TRACE_DIR, tallies, conv_graph(backbone), meta)
     return report

@@ -64,7 +64,9 @@ class Energy(StrictModel):
     rf_access_pj: float = Field(gt=0)
     rf_accesses_per_mac: float = Field(ge=0)
     sram: list[SramEnergyPoint] = Field(min_length=1)
-    dram_pj_per_bit: float = Field(gt=0)
+    dram_pj_per_bit: float = Field(gt=0)        # one figure for reads and writes, unless split below
+    dram_read_pj_per_bit: float | None = Field(default=None, gt=0)
+    dram_write_pj_per_bit: float | None = Field(default=None, gt=0)
     index_pj_per_byte: float | None = Field(default=None, gt=0)
     static_mw: float = Field(ge=0)
 
@@ -74,6 +76,14 @@ class Energy(StrictModel):
         if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
             raise ValueError("sram entries must have strictly increasing kb")
         return self
+
+    def dram_read_pj(self) -> float:
+        """pJ per bit read from DRAM (``dram_read_pj_per_bit``, else ``dram_pj_per_bit``)."""
+        return self.dram_read_pj_per_bit if self.dram_read_pj_per_bit is not None else self.dram_pj_per_bit
+
+    def dram_write_pj(self) -> float:
+        """pJ per bit written to DRAM (``dram_write_pj_per_bit``, else ``dram_pj_per_bit``)."""
+        return self.dram_write_pj_per_bit if self.dram_write_pj_per_bit is not None else self.dram_pj_per_bit
 
     def sram_pj_per_byte(self, size_kb: float, kind: str) -> float:
         """Per-byte access energy of an SRAM of ``size_kb``: log-linear interpolation in size
@@ -144,5 +154,8 @@ def validate_config(cls: type[AccelConfig], data: Any, source: str) -> AccelConf
     except ValidationError as exc:
         loc, msg = _format_error(exc)
         raise HwsimError(source, loc, msg) from None
-    cfg.check(source)
+    try:
+        cfg.check(source)
+    except ArithmeticError as exc:  # e.g. sram_kb: 1e308 -> an infinite word count
+        raise HwsimError(source, "values", f"out of the range the model can compute with ({exc})") from None
     return cfg

@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "systolic": "hwsim.models.systolic",
     "sparse_pe": "hwsim.models.sparse_pe",
     "gpu": "hwsim.models.gpu",
+    "cpu": "hwsim.models.cpu",
 }
 
 _REGISTERED: dict[str, "Model"] = {}

@@ -5,7 +5,8 @@ simulator share exactly one implementation. Format: ``docs/trace-format.md``.
 One job per module: ``schema`` (layer table: GateGrid, LayerSpec), ``stats`` (LayerStats),
 ``masks`` (decision grid <-> full masks, bit packing), ``io`` (TraceWriter, load_trace,
 manifest), ``layout`` (run-dir and trace file names), ``fileio`` (atomic writes, the YAML
-reader), ``errors`` (the one user-error family), ``synthetic`` (seeded synthetic gated traces).
+reader), ``errors`` (the one user-error family), ``synthetic`` (seeded synthetic gated traces),
+``mask_maps`` (per-stage gate maps from stored masks, for pictures).
 This package face re-exports the public names.
 """
 from hwsim.trace.io import FORMAT_VERSION, Trace, TraceLayer, TraceWriter, load_trace, sha256, verify_manifest

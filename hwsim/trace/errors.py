@@ -72,9 +72,22 @@ def os_error_line(exc: OSError) -> str:
     return f"{target}: {action + ' failed' if action else 'failed'}: {reason}"
 
 
+# options that name a file or directory in some CLI: an empty value is refused in all of them
+PATH_OPTIONS = frozenset({"out", "trace", "accel", "config", "run", "checkpoint", "data_dir", "sweep", "grid",
+                          "runs", "png", "out_dir", "keep", "check", "resume", "json", "topology"})
+
+
 class CliParser(argparse.ArgumentParser):
     """The argument parser of every CLI: a command-line mistake is one line (``error: command
-    line: ...``) and exit code 2, like every other user error, instead of argparse's usage block."""
+    line: ...``) and exit code 2, like every other user error, instead of argparse's usage block.
+    An empty value for a path option (``--out ''``, ``--trace ''``, ...) means the same in every
+    CLI: ``error: command line: --out: empty path`` (``Path('')`` would silently be ``.``)."""
+
+    def _get_values(self, action, arg_strings):
+        if action.dest in PATH_OPTIONS and action.option_strings and any(
+                isinstance(arg, str) and not arg.strip() for arg in arg_strings):
+            raise argparse.ArgumentError(None, f"{action.option_strings[-1]}: empty path")
+        return super()._get_values(action, arg_strings)
 
     def error(self, message: str):
         print(f"error: command line: {' '.join(message.split())}", file=sys.stderr, flush=True)

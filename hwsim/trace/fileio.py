@@ -257,4 +257,6 @@ def load_yaml(path: str | os.PathLike) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "yaml"
         raise HwsimError(str(path), where, "not valid YAML") from None
+    except RecursionError:
+        raise HwsimError(str(path), "yaml", "nested too deeply to be a config") from None
     return data

@@ -21,12 +21,14 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
+import zipfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwsim.trace.checks import check_stats, check_stats_against_masks, expected_effective_macs, member_path
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import atomic_write_bytes, atomic_write_json
 from hwsim.trace.layout import MANIFEST, MASK_DIR, TRACE_JSON
@@ -34,7 +36,9 @@ from hwsim.trace.masks import expand_gate_blocks, pack_bits, reduce_gate_masks, 
 from hwsim.trace.schema import LayerSpec, layer_from_json, validate_layer, validate_layer_table
 from hwsim.trace.stats import LayerStats, compute_stats, stats_from_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2         # 2: each mask file names its layer (``layer``); 1 is still read
+READABLE_VERSIONS = (1, 2)
+MASK_ARRAYS = ("gate_bits", "gate_grid", "act_bits", "act_shape", "layer")
 
 
 def sha256(path: Path) -> str:
@@ -157,9 +161,15 @@ class TraceWriter:
             arrays["act_shape"] = np.asarray(am.shape, dtype=np.int64)
         if stats is None:
             stats = compute_stats(spec, full, am)
+        elif stats.effective_macs is None:
+            stats = replace(stats, effective_macs=expected_effective_macs(spec, stats.gate_density_mean))
         stats = stats_from_json(stats.to_json(), spec, self.source)
+        check_stats(spec, stats, self.source)
+        if gate_masks is not None:
+            check_stats_against_masks(spec, stats, blocks, self.source)
         entry["stats"] = stats.to_json()
         if arrays:
+            arrays["layer"] = np.array(spec.name)  # the file's identity: a swapped file is refused
             rel = f"{MASK_DIR}/L{len(self.layers):03d}.npz"
             buf = io.BytesIO()
             np.savez_compressed(buf, **arrays)
@@ -243,8 +253,18 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HwsimError(str(path), what, "file missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HwsimError(str(path), what, f"not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    except IsADirectoryError:
+        raise HwsimError(str(path), what, "is a directory, not a file") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a 5000-digit int
+        msg = getattr(exc, "msg", None) or " ".join(str(exc).split()) or type(exc).__name__
+        raise HwsimError(str(path), what, f"not valid JSON ({msg})") from None
+
+
+def _check_version(value: Any, src: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value not in READABLE_VERSIONS:
+        raise HwsimError(src, "format_version",
+                         f"trace format {value!r}, this hwsim reads {' and '.join(map(str, READABLE_VERSIONS))}")
+    return int(value)
 
 
 def verify_manifest(root: Path) -> dict:
@@ -253,26 +273,54 @@ def verify_manifest(root: Path) -> dict:
     src = str(root / MANIFEST)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise HwsimError(src, "files", "missing or not an object")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise HwsimError(src, "format_version",
-                         f"trace format {manifest.get('format_version')!r}, this hwsim reads {FORMAT_VERSION}")
+    _check_version(manifest.get("format_version"), src)
     if TRACE_JSON not in manifest["files"]:
         raise HwsimError(src, f"files.{TRACE_JSON}", "not listed")
     for rel, info in manifest["files"].items():
-        path = root / rel
+        path = member_path(root, rel, src, f"files.{rel}")
         if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or not isinstance(info.get("sha256"), str):
             raise HwsimError(src, f"files.{rel}", "needs integer bytes and string sha256")
         if not path.is_file():
             raise HwsimError(str(path), "file", "listed in MANIFEST.json but missing")
         size = path.stat().st_size
         if size != info["bytes"]:
-            raise HwsimError(str(path), "bytes", f"{size} bytes, manifest says {info['bytes']} (truncated or altered)")
+            raise HwsimError(str(path), "bytes", f"{size} bytes, {MANIFEST} says {info['bytes']} (truncated or altered)")
         if sha256(path) != info["sha256"]:
-            raise HwsimError(str(path), "sha256", "checksum mismatch (corrupted)")
+            raise HwsimError(str(path), "sha256", f"checksum differs from the one in {MANIFEST} (corrupted)")
     return manifest
 
 
-def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: int) -> tuple:
+def _npz_budget(spec: LayerSpec, info: dict, n_mask: int) -> int:
+    """Most bytes a layer's mask file may unpack to: its bits plus headers (a zip bomb is refused)."""
+    bits = math.prod(spec.gate_grid(n_mask)) if spec.gate is not None else 0
+    act = info.get("act_shape")
+    if isinstance(act, list) and all(isinstance(v, int) and v >= 0 for v in act):
+        bits += math.prod(act)
+    return bits // 8 + 64 * 1024
+
+
+def _read_npz(path: Path, limit: int) -> dict[str, np.ndarray]:
+    """The arrays of one mask file; any decoding failure (a bad zip, a zlib stream, a pickled or
+    oversized member) is one HwsimError naming the file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(member.file_size for member in archive.infolist())
+        if size > limit:
+            raise HwsimError(str(path), "npz", f"unpacks to {size} bytes, more than a layer of this shape needs")
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except HwsimError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - arbitrary bytes: every decoder error means "unreadable"
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise HwsimError(str(path), "npz", f"unreadable ({type(exc).__name__}: {reason})") from None
+    for key, value in arrays.items():
+        if key not in MASK_ARRAYS or not isinstance(value, np.ndarray):
+            raise HwsimError(str(path), key, f"not an array of a mask file (those are {', '.join(MASK_ARRAYS)})")
+    return arrays
+
+
+def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: int, version: int) -> tuple:
     where = f"layer {spec.name!r}.masks"
     src = str(root / TRACE_JSON)
     info = entry.get("masks")
@@ -283,19 +331,20 @@ def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: 
     if not isinstance(info, dict) or not isinstance(info.get("file"), str):
         raise HwsimError(src, where, "must be null or an object with 'file'")
     rel = info["file"]
+    path = member_path(root, rel, src, f"{where}.file")
     if rel not in listed:
         raise HwsimError(src, f"{where}.file", f"{rel!r} is not in MANIFEST.json")
-    path = root / rel
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise HwsimError(str(path), "npz", f"unreadable ({exc})") from None
+    arrays = _read_npz(path, _npz_budget(spec, info, n_mask))
+    if version >= 2:
+        name = arrays.get("layer")
+        if name is None or name.dtype.kind != "U" or name.shape != () or str(name) != spec.name:
+            found = "no layer name" if name is None else f"layer {str(name)!r}"
+            raise HwsimError(str(path), "layer", f"holds the masks of {found}, not of {spec.name!r} (files swapped?)")
     gate = act = None
     if "gate_bits" in arrays:
         if spec.gate is None:
             raise HwsimError(str(path), "gate_bits", f"layer {spec.name!r} has no gate but the file has gate masks")
-        grid = tuple(int(v) for v in arrays.get("gate_grid", np.zeros(0)))
+        grid = _shape_of(arrays, "gate_grid", path)
         expected = spec.gate_grid(n_mask)
         if grid != expected or info.get("gate_grid") != list(expected):
             raise HwsimError(str(path), "gate_grid",
@@ -305,14 +354,25 @@ def _load_masks(root: Path, entry: dict, spec: LayerSpec, listed: dict, n_mask: 
         gate = unpack_bits(arrays["gate_bits"], grid)
     elif spec.gate is not None and n_mask > 0:
         raise HwsimError(str(path), "gate_bits", f"missing for gated layer {spec.name!r}")
+    elif info.get("gate_grid") is not None:
+        raise HwsimError(src, f"{where}.gate_grid", f"{info['gate_grid']!r}, but {rel} holds no gate masks")
     if "act_bits" in arrays:
-        shape = tuple(int(v) for v in arrays.get("act_shape", np.zeros(0)))
-        if len(shape) != 4 or shape[1:] != tuple(spec.in_shape) or info.get("act_shape") != list(shape):
+        shape = _shape_of(arrays, "act_shape", path)
+        if len(shape) != 4 or shape[0] < 1 or shape[1:] != tuple(spec.in_shape) or info.get("act_shape") != list(shape):
             raise HwsimError(str(path), "act_shape", f"{shape} disagrees with layer {spec.name!r} in_shape {spec.in_shape}")
         if arrays["act_bits"].dtype != np.uint8 or arrays["act_bits"].size != math.ceil(np.prod(shape) / 8):
             raise HwsimError(str(path), "act_bits", f"{arrays['act_bits'].size} bytes for shape {shape}")
         act = unpack_bits(arrays["act_bits"], shape)
+    elif info.get("act_shape") is not None or "act_shape" in arrays:
+        raise HwsimError(str(path), "act_bits", f"missing, but an act_shape is given for layer {spec.name!r}")
     return gate, act
+
+
+def _shape_of(arrays: dict, key: str, path: Path) -> tuple[int, ...]:
+    value = arrays.get(key, np.zeros(0, dtype=np.int64))
+    if value.dtype.kind not in "iu" or value.ndim != 1:
+        raise HwsimError(str(path), key, f"must be a 1-D integer array, got {value.dtype} of shape {value.shape}")
+    return tuple(int(v) for v in value)
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
@@ -325,8 +385,9 @@ def load_trace(path: str | os.PathLike) -> Trace:
     doc = _read_json(root / TRACE_JSON, "trace")
     if not isinstance(doc, dict):
         raise HwsimError(src, "trace", "must be a JSON object")
-    if doc.get("format_version") != FORMAT_VERSION:
-        raise HwsimError(src, "format_version", f"trace format {doc.get('format_version')!r}, this hwsim reads {FORMAT_VERSION}")
+    version = _check_version(doc.get("format_version"), src)
+    if version != manifest["format_version"]:
+        raise HwsimError(src, "format_version", f"{version}, but MANIFEST.json says {manifest['format_version']}")
     meta = doc.get("meta", {})
     if not isinstance(meta, dict):
         raise HwsimError(src, "meta", "must be an object")
@@ -338,9 +399,12 @@ def load_trace(path: str | os.PathLike) -> Trace:
         raise HwsimError(src, "layers", "must be a non-empty list")
     specs = [layer_from_json(obj, src, i) for i, obj in enumerate(raw_layers)]
     validate_layer_table(specs, src)
-    trace = Trace(root, FORMAT_VERSION, meta, n_mask)
+    trace = Trace(root, version, meta, n_mask)
     for entry, spec in zip(raw_layers, specs):
+        gate, act = _load_masks(root, entry, spec, manifest["files"], n_mask, version)
         stats = stats_from_json(entry.get("stats"), spec, src)
-        gate, act = _load_masks(root, entry, spec, manifest["files"], n_mask)
+        check_stats(spec, stats, src)
+        if gate is not None:
+            check_stats_against_masks(spec, stats, gate, src)
         trace.layers.append(TraceLayer(spec, stats, gate, act))
     return trace

@@ -157,6 +157,11 @@ def make_layer(
     return validate_layer(spec, source)
 
 
+def _seq(value: Any) -> Any:
+    """A shape given as a tuple or array, as a list; anything else as it is, for int_tuple to refuse."""
+    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else value
+
+
 def validate_layer(spec: LayerSpec, source: str) -> LayerSpec:
     """Check every field of a LayerSpec; return it with ints normalised. Raises HwsimError."""
     where = f"layer {spec.name!r}"
@@ -164,11 +169,11 @@ def validate_layer(spec: LayerSpec, source: str) -> LayerSpec:
         raise HwsimError(source, "layers[].name", "must be a non-empty string")
     if spec.op not in OPS:
         raise HwsimError(source, f"{where}.op", f"must be one of {OPS}, got {spec.op!r}")
-    in_shape = int_tuple(list(spec.in_shape), 3, source, f"{where}.in_shape", 1)
-    out_shape = int_tuple(list(spec.out_shape), 3, source, f"{where}.out_shape", 1)
-    kernel = int_tuple(list(spec.kernel), 2, source, f"{where}.kernel", 1)
-    stride = int_tuple(list(spec.stride), 2, source, f"{where}.stride", 1)
-    padding = int_tuple(list(spec.padding), 2, source, f"{where}.padding", 0)
+    in_shape = int_tuple(_seq(spec.in_shape), 3, source, f"{where}.in_shape", 1)
+    out_shape = int_tuple(_seq(spec.out_shape), 3, source, f"{where}.out_shape", 1)
+    kernel = int_tuple(_seq(spec.kernel), 2, source, f"{where}.kernel", 1)
+    stride = int_tuple(_seq(spec.stride), 2, source, f"{where}.stride", 1)
+    padding = int_tuple(_seq(spec.padding), 2, source, f"{where}.padding", 0)
     groups = positive_int(spec.groups, source, f"{where}.groups")
     c_in, h, w = in_shape
     c_out, h_out, w_out = out_shape

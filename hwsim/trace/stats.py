@@ -26,7 +26,7 @@ class LayerStats:
     gate_density_std: float = 0.0
     gate_density_hist: tuple[int, ...] = ()
     input_act_density: float | None = None
-    effective_macs: float = 0.0
+    effective_macs: float | None = None   # None: TraceWriter derives it from the gate density
 
     def to_json(self) -> dict:
         return {

@@ -9,7 +9,8 @@ pydantic converts it:
 * a boolean is refused where the field's type admits numbers but not booleans;
 * an integer must fit in 64 bits (what numpy, numba and torch hold);
 * a float must be finite (``.inf``, ``.nan``) wherever the type admits floats, also inside lists
-  and mappings.
+  and mappings;
+* a string holds no NUL character (a YAML ``"\0"``; no path can, and ``open`` would raise).
 
 Everything that was valid stays valid and resolves to the same values: the rule only refuses.
 It works on type annotations alone (the standard ``typing`` module), so it lives in the
@@ -84,6 +85,10 @@ def scalar_problem(annotation: Any, value: Any) -> str | None:
     if isinstance(value, float):
         if _admits(annotation, float) and not math.isfinite(value):
             return f"must be a finite number, not {value}"
+        return None
+    if isinstance(value, str):
+        if "\x00" in value and _admits(annotation, str):
+            return "must not contain a NUL character (no file name can)"
         return None
     inner = _container_args(annotation)
     if inner is None:

@@ -17,6 +17,7 @@ import pytest
 
 from analysis import dashboard
 from analysis.dashboard import FIGURES
+from analysis.results import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,8 +121,11 @@ def make_sweep(tmp_path: Path) -> Path:
                 })
     write_csv(sweep / "points.csv", POINT_COLUMNS, points)
     write_csv(sweep / "layers.csv", LAYER_COLUMNS, layers)
+    accels = [{"file": f"accel_configs/{accel}.yaml", "name": accel, "model": model}
+              for accel, model in dict((a, m) for a, m, _ in COSTS).items()]
     (sweep / "sweep.json").write_text(json.dumps({
-        "schema_version": 1, "status": "complete", "grid": {"source": "grid.yaml"},
+        "schema_version": SCHEMA_VERSION, "status": "complete", "grid": {"source": "grid.yaml"},
+        "runs": list(run_paths.values()), "accels": accels,
         "param_columns": ["param.clock_mhz"], "counts": {"points": 9, "done": 9}}), encoding="utf-8")
     return sweep
 

@@ -20,6 +20,16 @@ def test_epoch_batches_are_a_fixed_sharded_permutation():
     assert all(torch.equal(torch.cat([x, y]), z) for x, y, z in zip(r0, r1, a))
 
 
+def test_epoch_batches_take_every_64_bit_seed():
+    """Seeds beyond ~9e12 (valid: any 64-bit integer) overflowed torch's seed and crashed the first
+    epoch; they now wrap, and every seed that worked before keeps its permutation."""
+    for seed in (2**63 - 1, -(2**63), 10**13, -(10**13)):
+        batches = epoch_batches(100, 20, seed=seed, epoch=3, rank=0, world=1)
+        assert torch.equal(torch.cat(batches).sort().values, torch.arange(100))
+    gen = torch.Generator().manual_seed(3 * 1_000_003 + 1)
+    assert torch.equal(epoch_batches(100, 20, 3, 1, 0, 1)[0], torch.randperm(100, generator=gen)[:20])
+
+
 def test_default_style_run_writes_the_run_directory(tmp_path):
     summary = main(tiny(tmp_path, "run"))
     run_dir = tmp_path / "run"

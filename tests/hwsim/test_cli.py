@@ -86,3 +86,26 @@ def test_systolic_overrides_are_refused_for_other_models(tmp_path):
     trace = write_trace(tmp_path / "trace", n_images=2)
     r = run("--accel", "accel_configs/gpu_a100.yaml", "--trace", str(trace), "--dataflow", "ws")
     _assert_one_line_error(r, "gpu_a100.yaml", "--dataflow")
+
+
+def test_undefined_ratios_print_as_a_dash_and_overflows_are_refused(tmp_path, capsys):
+    """An ungated layer has no gated-off work to realise: its ``realised`` is '-', never 'nan%'.
+    A cost so large that the energy overflows (``mac_pj: 1e308``) is one line, exit 2, not 'inf'."""
+    import pytest
+
+    from hwsim.run import main
+
+    trace = write_trace(tmp_path / "trace", n_images=2)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(config_dict()))
+    assert main(["--accel", str(good), "--trace", str(trace)]) == 0
+    table = capsys.readouterr().out
+    assert "nan" not in table and " - " in table.splitlines()[4] + " "
+    energy = dict(config_dict()["energy"], mac_pj=1e308)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(yaml.safe_dump(config_dict(energy=energy)))
+    with pytest.raises(SystemExit) as exc:
+        main(["--accel", str(huge), "--trace", str(trace), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "energy_pj" in err and "inf" in err
+    assert not (tmp_path / "out").exists()

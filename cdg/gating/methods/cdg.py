@@ -41,12 +41,24 @@ through it, so training and eval decide alike; where a gradient does flow (the u
 ``cdg_decisions`` in training) the statistics are torch's float32 sums, which may differ in
 the last bit. The tests check both paths against each other and against float64 autograd of
 the definition.
+
+Per-channel normalisation (``gate.saliency_norm: channel``). Y_base is a signed pre-BN partial
+sum whose channels have unrelated offsets and scales (the block's BatchNorm removes them after the
+conv), so pooling it over S channels lets one large channel dominate a block or two channels of
+opposite sign cancel. With this option each channel of each image is first standardised over its
+own pixels, z_c = (Y_base,c − mean_hw) / sqrt(var_hw + ε), and p = pool_{S,b}(z): a positive
+rescaling or a shift of one channel's partial sums no longer changes any decision. It runs the
+eager torch path (``SplitGatedConv``'s gate and gated sum over ``cdg_decisions``), not the fused
+node or the C++ kernels; a 1 x 1 output map has nothing to standardise over (z = 0).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from cdg.gating.accounting import conv_out_hw, decision_grid
+from cdg.gating.base import ThresholdSettings
 from cdg.gating.native import kernels, torch_private
 from cdg.gating.ops import (
     STANDARDISE_EPS,
@@ -304,16 +316,37 @@ def cdg_saliency(y_base: torch.Tensor, channel_block: int, spatial_block: int) -
 # --------------------------------------------------------------------------- the method
 
 
+def standardise_channels(y: torch.Tensor, eps: float = STANDARDISE_EPS) -> torch.Tensor:
+    """Each channel of each sample (N x C x H x W) standardised over its own H x W pixels, in the gate dtype."""
+    y = y.to(gate_dtype(y))
+    var, mean = torch.var_mean(y, dim=(2, 3), keepdim=True, correction=0)
+    return (y - mean) / (var + eps).sqrt()
+
+
+@dataclass(frozen=True)
+class CDGSettings(ThresholdSettings):
+    """CDG's settings: the threshold gate's, and how the base partial sum is normalised."""
+
+    saliency_norm: str = "none"
+    """none: pool Y_base as it is; channel: standardise each channel per image first (module docstring)."""
+
+
+SALIENCY_NORMS = ("none", "channel")
+
+
 class CDG(SplitMethod):
     """Contrastive dual gating: threshold on the standardised, block-pooled base partial sum."""
 
     name = "cdg"
+    Settings = CDGSettings
     channel_blocks = True
     spatial_blocks = True
 
     @classmethod
     def validate(cls, spec: ConvSpec, gate: GateSpec) -> None:
         super().validate(spec, gate)
+        if gate.settings.saliency_norm not in SALIENCY_NORMS:
+            raise UserError(f"gate.saliency_norm: must be one of {', '.join(SALIENCY_NORMS)}, got {gate.settings.saliency_norm!r}")
         if spec.out_channels % gate.channel_block:
             raise UserError(
                 f"gate.channel_block={gate.channel_block} does not divide C_out={spec.out_channels} of layer {spec.name}"
@@ -353,9 +386,13 @@ class CDGConv(SplitGatedConv):
         super().__init__(spec, gate, spec.out_channels // gate.channel_block)
 
     def _decide(self, y_base: torch.Tensor, block: tuple[int, int, int]) -> torch.Tensor:
+        if self.gate.settings.saliency_norm == "channel":
+            y_base = standardise_channels(y_base)
         return cdg_decisions(y_base, self.threshold, block, self.gate.settings.sharpness)
 
     def _gate_and_sum(self, y_base, y_cond, block) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.gate.settings.saliency_norm == "channel":  # eager path: the fused node pools Y_base itself
+            return super()._gate_and_sum(y_base, y_cond, block)
         # the partial sums are this forward's own temporaries: their memory may hold their gradients
         return cdg_gate(y_base, y_cond, self.threshold, block, self.gate.settings.sharpness, donate=True)
 

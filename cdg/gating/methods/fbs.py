@@ -137,7 +137,13 @@ class FBS(PredictorMethod):
     def begin_step(cls, controller, epoch: float) -> None:
         """FBS's top-k follows the same schedule as every other method's target: k falls linearly
         from C_out to its final value over the ramp (the network ratio is affine in k), instead
-        of jumping from all channels to the final k when the warm-up ends."""
+        of jumping from all channels to the final k when the warm-up ends. Under ``gate.control:
+        published`` k is the paper's fixed k-winner-take-all from the first gated step (no ramp)."""
+        if controller.gate.control == "published":
+            for backbone in (controller.backbone, controller.target_backbone):
+                for _, layer in gated_layers(backbone) if backbone is not None else []:
+                    layer.keep_now = None
+            return
         final = controller.gate.target_ratio if controller.gate.target_ratio is not None else 1.0
         progress = (1.0 - controller.target_at(epoch)) / (1.0 - final) if final < 1.0 else 1.0
         for backbone in (controller.backbone, controller.target_backbone):

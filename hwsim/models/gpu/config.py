@@ -51,6 +51,8 @@ class GPUConfig(AccelConfig):
     model: Literal["gpu"]
     sms: int = Field(gt=0, le=1024)
     tensor_macs_per_sm_cycle: int = Field(gt=0, le=1 << 16)
+    # FMA per SM per clock on the CUDA cores (non-tensor FP16): depthwise / narrow grouped convs
+    cuda_core_macs_per_sm_cycle: int | None = Field(default=None, gt=0, le=1 << 16)
     smem_kb_per_sm: float = Field(gt=0)
     tile: Tile
     stages: int = Field(gt=0, le=16)

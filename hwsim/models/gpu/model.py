@@ -25,11 +25,12 @@ import numpy as np
 from hwsim import costs
 from hwsim.figures import Figures, LossColumns
 from hwsim.models.gpu.config import GPUConfig
+from hwsim.models.gpu.direct import direct_figures, uses_direct_path
 from hwsim.models.gpu.kernels import active_tiles, summarise
 from hwsim.workload import LayerWorkload
 
 COUNTERS = ("tiles", "tiles_active", "waves", "resident_per_sm", "idle_sm_fraction", "kernels",
-            "l2_fits", "tile_compute_bound", "dram_bound", "tensor_macs")
+            "l2_fits", "tile_compute_bound", "dram_bound", "tensor_macs", "direct_path")
 # the skip unit is the thread-block tile's conditional k-loop: tiles / tiles with an output on
 LOSS_COLUMNS = LossColumns(skip_units="tiles", units_run="tiles_active")
 
@@ -180,7 +181,7 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
                     "resident_per_sm": float(res), "idle_sm_fraction": max(0.0, 1 - T / cfg.sms),
                     "kernels": float(kernels), "l2_fits": float(grid.l2_fits),
                     "tile_compute_bound": float(cb_on if A else cb_off), "dram_bound": dram_bound,
-                    "tensor_macs": tensor_macs / B}
+                    "tensor_macs": tensor_macs / B, "direct_path": 0.0}
         figs.append(Figures(cycles=cycles / B, total_cycles=total / B, macs=macs / B,
                             energy_pj={k: v / B for k, v in energy.items()},
                             traffic_bytes={k: v / B for k, v in traffic.items()}, counters=counters,
@@ -197,7 +198,10 @@ def _decisions(work: LayerWorkload, B: int) -> int:
 
 
 def dense(work: LayerWorkload, cfg: GPUConfig) -> Figures:
-    """The plain implicit-GEMM kernel: every tile runs the whole reduction."""
+    """The plain implicit-GEMM kernel: every tile runs the whole reduction (narrow grouped convs:
+    the direct CUDA-core kernel, ``direct.py``)."""
+    if uses_direct_path(work, cfg):
+        return direct_figures(work, cfg, COUNTERS)
     dense_cfg = cfg if cfg.sparse.mode == "dense" else cfg.model_copy(update={"sparse": cfg.sparse.model_copy(
         update={"mode": "dense"})})
     grid = _grid(work, dense_cfg)

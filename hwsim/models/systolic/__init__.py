@@ -2,8 +2,9 @@
 IS dataflows; sparse modes gate, skip and compact. Docs: ``docs/hwsim.md``.
 
 ``config.py`` the config class; ``kernels.py`` numba demand streams and tile reductions;
-``counts.py`` cycles and accesses; ``model.py`` the model contract; ``scalesim_ref.py`` the
-SCALE-Sim reference runner used by the validation tests and benches.
+``counts.py`` cycles and accesses; ``accumulation.py`` where partial sums live (faithful, the
+default, or SCALE-Sim's counting); ``model.py`` the model contract. The SCALE-Sim reference runner
+used by the validation tests and benches is ``hwsim/interop/scalesim_ref.py``.
 """
 from hwsim.models.registry import Model
 from hwsim.models.systolic import model

@@ -30,6 +30,10 @@ class SystolicConfig(AccelConfig):
     model: Literal["systolic"]
     array: ArrayShape
     dataflow: Literal["os", "ws", "is"]
+    # faithful: partial sums kept in the PE (OS) or read back and accumulated in the OFMAP SRAM,
+    # spilled to DRAM only when it cannot hold them; scalesim: SCALE-Sim v3's counting (every
+    # row fold's partial sums written and drained, never read back), for exact agreement
+    accumulation: Literal["faithful", "scalesim"] = "faithful"
     sram_kb: PerOperandFloat
     dram: Dram
     sparse: Sparse
@@ -42,7 +46,7 @@ class SystolicConfig(AccelConfig):
         return float(self.array.rows * self.array.cols)
 
     def describe(self) -> str:
-        return f"systolic {self.dataflow}, sparse mode {self.sparse.mode}"
+        return f"systolic {self.dataflow}, sparse mode {self.sparse.mode}, {self.accumulation} accumulation"
 
     def check(self, source: str) -> None:
         for op in OPERANDS:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from hwsim.models.systolic import accumulation
 from hwsim.models.systolic.config import SystolicConfig
 from hwsim.models.systolic.kernels import dram_reads_stream, is_tile_activity, ofmap_write_buffer, os_tile_activity
 from hwsim.workload import Gemm, LayerWorkload
@@ -40,10 +41,12 @@ class Counts:
     sram_ifmap_reads: float = 0.0
     sram_filter_reads: float = 0.0
     sram_ofmap_writes: float = 0.0
+    sram_ofmap_reads: float = 0.0    # partial sums read back for accumulation (faithful WS/IS)
     index_reads_bits: float = 0.0    # gather-index metadata read (compact mode)
     dram_ifmap_reads: float = 0.0
     dram_filter_reads: float = 0.0
     dram_ofmap_writes: float = 0.0
+    dram_ofmap_reads: float = 0.0    # spilled partial sums read back (faithful WS/IS)
 
     def scaled(self, k: float) -> "Counts":
         return Counts(**{f.name: getattr(self, f.name) * k for f in fields(self)})
@@ -115,11 +118,19 @@ def dense_gemm_counts(g: Gemm, cfg: SystolicConfig) -> Counts:
     sr_if, sr_fl, sw_of = sram_counts_dense(g, df, rows, cols)
     d_if, d_fl = dram_reads_dense(g, cfg)
     d_of, stalls = ofmap_drain(g, cfg)
-    return Counts(
+    c = Counts(
         cycles=folds * per_fold + stalls, macs=g.macs, folds=folds, folds_run=folds,
         sram_ifmap_reads=sr_if, sram_filter_reads=sr_fl, sram_ofmap_writes=sw_of,
         dram_ifmap_reads=d_if, dram_filter_reads=d_fl, dram_ofmap_writes=d_of,
     )
+    if cfg.accumulation == "faithful":
+        if df == "os":
+            c.sram_ofmap_writes = c.dram_ofmap_writes = accumulation.os_sram_writes(g)
+        else:
+            c.cycles = folds * per_fold  # only final outputs and spills leave: the roofline prices them
+            for key, value in accumulation.psum_traffic(g, cfg, float(rf * g.E * g.M)).items():
+                setattr(c, key, value)
+    return c
 
 
 def dense_layer_counts(work: LayerWorkload, cfg: SystolicConfig) -> Counts:
@@ -161,6 +172,7 @@ def gated_layer_counts(work: LayerWorkload, cfg: SystolicConfig, masks: np.ndarr
         sr_fl_g = (used_c[None, None, :] * (kb + any_t * kc)).sum(axis=(1, 2))
         for i in range(n):
             c = Counts(folds=dense.folds, macs=macs[i], sram_ofmap_writes=dense.sram_ofmap_writes,
+                       sram_ofmap_reads=dense.sram_ofmap_reads, dram_ofmap_reads=dense.dram_ofmap_reads,
                        dram_ofmap_writes=dense.dram_ofmap_writes, dram_ifmap_reads=dram_if[i],
                        dram_filter_reads=dram_fl[i])
             if sp.mode == "compact":
@@ -218,8 +230,12 @@ def gated_layer_counts(work: LayerWorkload, cfg: SystolicConfig, masks: np.ndarr
         c.sram_ifmap_reads = sr_if_mixed + sr_if_cond
         c.sram_filter_reads = sr_fl_mixed + sr_fl_cond
         c.sram_ofmap_writes = sw_of_mixed + sw_of_cond
-        # partial sums drained to DRAM in proportion to those written (exact when all are)
-        c.dram_ofmap_writes = dense.dram_ofmap_writes * c.sram_ofmap_writes / dense.sram_ofmap_writes
+        if cfg.accumulation == "faithful":
+            for key, value in accumulation.psum_traffic(g, cfg, float(c.sram_ofmap_writes)).items():
+                setattr(c, key, value)
+        else:
+            # partial sums drained to DRAM in proportion to those written (exact when all are)
+            c.dram_ofmap_writes = dense.dram_ofmap_writes * c.sram_ofmap_writes / dense.sram_ofmap_writes
         fold_fixed = per_fold - stream_full                                 # fill + drain of one fold
         if sp.mode == "gate":
             c.cycles = dense.cycles

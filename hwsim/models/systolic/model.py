@@ -14,7 +14,8 @@ from hwsim.models.systolic.counts import Counts, dense_layer_counts, gated_layer
 from hwsim.workload import LayerWorkload
 
 COUNTERS = ("folds", "folds_run", "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_writes",
-            "index_reads_bits", "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_writes")
+            "sram_ofmap_reads", "index_reads_bits", "dram_ifmap_reads", "dram_filter_reads",
+            "dram_ofmap_writes", "dram_ofmap_reads")
 # the skip unit is the fold: folds of the dense mapping / folds scheduled
 LOSS_COLUMNS = LossColumns(skip_units="folds", units_run="folds_run")
 
@@ -31,6 +32,8 @@ def accesses(c: Counts, cfg: SystolicConfig) -> costs.Accesses:
         dram_ifmap_read=c.dram_ifmap_reads * wb.ifmap,
         dram_filter_read=c.dram_filter_reads * wb.filter,
         dram_ofmap_write=c.dram_ofmap_writes * wb.ofmap,
+        sram_ofmap_read=c.sram_ofmap_reads * wb.ofmap,
+        dram_ofmap_read=c.dram_ofmap_reads * wb.ofmap,
     )
 
 

@@ -25,8 +25,8 @@ SPLIT_CASES = [  # method, gate kwargs, stride, input size
     ("cdg", dict(groups=4), 1, 7),
     ("cdg", dict(groups=2, channel_block=4, spatial_block=2), 2, 9),
     ("cdg", dict(groups=3, channel_block=8, spatial_block=3), 1, 5),
-    ("cgnet", dict(groups=4), 2, 6),
-    ("cgnet", dict(groups=2), 1, 5),
+    ("cgnet", dict(groups=4, grouping="first"), 2, 6),  # base = the first C_b inputs (shuffle: tests/cdg/gating/test_baselines.py)
+    ("cgnet", dict(groups=2, grouping="first"), 1, 5),
 ]
 
 
@@ -287,9 +287,11 @@ def test_every_method_trains_under_bfloat16_autocast_and_channels_last(method, s
         gate["init_threshold"] = 0.0  # a mixed mask
     layer = make(method, c_in=8, c_out=8, **gate)
     x = torch.randn(4, 8, 7, 7)
+    torch.manual_seed(5)  # dgnet draws Gumbel noise in training: the same draws for both layouts
     reference = layer(x)
     x_cl = x.contiguous(memory_format=torch.channels_last).requires_grad_()
     layer_cl = copy.deepcopy(layer).to(memory_format=torch.channels_last)
+    torch.manual_seed(5)
     y_cl = layer_cl(x_cl)
     torch.testing.assert_close(y_cl, reference, atol=1e-5, rtol=1e-4)
     y_cl.square().mean().add(layer_cl.record.soft_density).backward()

@@ -156,3 +156,28 @@ def test_a_run_in_use_is_refused_and_a_killed_holder_frees_it(tmp_path, capsys):
         holder.wait()
     main(["--resume", str(run), "train.progress=false"])  # the kernel released the dead holder's lock
     assert (run / "summary.json").is_file()
+
+
+def test_ctrl_c_before_the_first_checkpoint_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt) while a fresh run trains towards its first checkpoint removes the
+    run directory, like a failure does, so the same command can simply be run again; after a
+    checkpoint the directory is kept and the usual "continue with --resume" line is printed."""
+    import cdg.train
+    from cdg.run.trainer import Trainer
+    from tests.cdg.helpers import tiny
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        cdg.train.main(tiny(tmp_path, "run"))
+    assert exc.value.code == 130 and not (tmp_path / "run").exists()
+    assert "before the first checkpoint" in capsys.readouterr().err
+    monkeypatch.undo()
+    cdg.train.main(tiny(tmp_path, "run", "run.stop_after_epoch=1"))  # the same run starts again
+    monkeypatch.setattr(Trainer, "fit", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        cdg.train.main(["--resume", str(tmp_path / "run"), "train.progress=false"])
+    assert exc.value.code == 130 and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert "continue with --resume" in capsys.readouterr().err

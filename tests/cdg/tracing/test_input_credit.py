@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdg.gating.base import collect_records, gated_layers
+from cdg.gating.methods.dgnet import link_blocks
 from cdg.gating.predictor import adopt_output_norms
 from cdg.gating.selection import gated_conv_factory
 from cdg.gating.spec import make_gate
@@ -95,7 +96,7 @@ def _brute_force(net, x):
     return counts, records
 
 
-CASES = [((m,), "resnet18", "cifar", ("conv",)) for m in METHODS] + [
+CASES = [((m,), "resnet18", "cifar", ("conv",)) for m in METHODS] + [  # cgnet: grouping with shuffle (default)
     (("fbs", "dgnet"), "resnet18", "cifar", ("conv", "shortcut", "stem")),
     (("fbs", "cdg"), "resnet18", "cifar", ("conv",)),
     (("dgnet", "cgnet", "fbs"), "resnet50", "imagenet", ("conv", "shortcut", "stem")),
@@ -117,6 +118,22 @@ def test_input_credit_matches_a_brute_force_count_on_the_real_inputs(methods, ar
         assert total > 0  # the network really has structural zeros to credit
     else:
         assert total == 0 and credit == {}  # cdg, cgnet: a skipped output still has its base part
+
+
+@pytest.mark.parametrize("roles", [("conv",), ("conv", "shortcut", "stem")])
+@pytest.mark.parametrize("arch,stem", [("resnet18", "cifar"), ("resnet50", "imagenet")])
+def test_input_credit_of_dgnet_block_masks_matches_a_brute_force_count(roles, arch, stem):
+    # DGNet as its block design (DGNet.adopt): conv2 reuses conv1's spatial mask, conv1's off
+    # channels are zero inputs of conv2; random masks from random leader predictors
+    net = _net(("dgnet",), arch, stem, roles)
+    assert link_blocks(net) > 0
+    size = 16 if stem == "imagenet" else 8
+    brute, records = _brute_force(net, torch.randn(3, 3, size, size))
+    credit = input_credit(net, records)
+    for name, count in brute.items():
+        assert torch.equal(credit.get(name, torch.zeros_like(count)), count), name
+    followers = [name for name, layer in gated_layers(net) if layer.is_follower]
+    assert followers and sum(int(brute[name].sum()) for name in followers) > 0
 
 
 @pytest.mark.parametrize("method", ["fbs", "dgnet"])

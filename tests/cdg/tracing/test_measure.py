@@ -9,7 +9,8 @@ import torch
 
 from cdg.config import load_config
 from cdg.gating.base import full_resolution_mask, gated_layers
-from cdg.train import Trainer, main
+from cdg.run.trainer import Trainer
+from cdg.train import main
 from hwsim.trace import load_trace
 
 from tests.cdg.gating.helpers import gated

@@ -3,7 +3,7 @@ cycles and SRAM reads/writes exactly, DRAM traffic within 2 %."""
 import pytest
 
 from hwsim.api import simulate_layer
-from hwsim.models.systolic.scalesim_ref import run_scalesim
+from hwsim.interop.scalesim_ref import run_scalesim
 from hwsim.models.systolic.counts import dense_layer_counts
 from hwsim.workload import conv_layer, linear_layer, lower
 from tests.hwsim.helpers import tiny_config
@@ -26,7 +26,7 @@ ARRAYS = [(8, 8), (4, 16), (16, 4)]
 @pytest.mark.parametrize("dataflow", ["os", "ws", "is"])
 @pytest.mark.parametrize("rows,cols", ARRAYS)
 def test_dense_layers_match_scalesim(tmp_path, dataflow, rows, cols):
-    cfg = tiny_config(dataflow=dataflow, array={"rows": rows, "cols": cols})
+    cfg = tiny_config(dataflow=dataflow, array={"rows": rows, "cols": cols}, accumulation="scalesim")
     ref = run_scalesim(LAYERS, cfg, tmp_path)
     for spec, r in zip(LAYERS, ref):
         c = dense_layer_counts(lower(spec), cfg)
@@ -39,7 +39,7 @@ def test_dense_layers_match_scalesim(tmp_path, dataflow, rows, cols):
 
 
 def test_api_figures_equal_model_counts(tmp_path):
-    cfg = tiny_config(dataflow="ws")
+    cfg = tiny_config(dataflow="ws", accumulation="scalesim")
     spec = LAYERS[1]
     res = simulate_layer(spec, cfg)
     ref = run_scalesim([spec], cfg, tmp_path)[0]

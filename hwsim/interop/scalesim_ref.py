@@ -20,50 +20,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwsim.interop.scalesim_cfg import to_scalesim_cfg
 from hwsim.models.systolic.config import SystolicConfig
 from hwsim.trace.errors import HwsimError
 from hwsim.trace.fileio import atomic_write_text
 from hwsim.workload import lower
 from hwsim.trace import LayerSpec
 
-CFG_TEMPLATE = """[general]
-run_name = hwsim_ref
 
-[architecture_presets]
-ArrayHeight : {rows}
-ArrayWidth : {cols}
-IfmapSramSzkB : {ifmap_kb}
-FilterSramSzkB : {filter_kb}
-OfmapSramSzkB : {ofmap_kb}
-IfmapOffset : 0
-FilterOffset : 10000000
-OfmapOffset : 20000000
-Bandwidth : 10
-Dataflow : {dataflow}
-ReadRequestBuffer : 32
-WriteRequestBuffer : 32
 
-[layout]
-IfmapCustomLayout : False
-IfmapSRAMBankBandwidth : 10
-IfmapSRAMBankNum : 10
-IfmapSRAMBankPort : 2
-FilterCustomLayout : False
-FilterSRAMBankBandwidth : 10
-FilterSRAMBankNum : 10
-FilterSRAMBankPort : 2
-
-[sparsity]
-SparsitySupport : false
-SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
-RandomNumberGeneratorSeed : 40
-
-[run_presets]
-InterfaceBandwidth : CALC
-UseRamulatorTrace : False
-"""
+RUN_NAME = "hwsim_ref"
 
 
 @dataclass
@@ -91,40 +57,40 @@ def topology_row(spec: LayerSpec) -> str:
 
 def run_scalesim(specs: list[LayerSpec], cfg: SystolicConfig, workdir: str | os.PathLike) -> list[RefLayer]:
     """Simulate ``specs`` (dense, one image) with SCALE-Sim on ``cfg``; return per-layer figures."""
-    try:
-        from scalesim.scale_sim import scalesim
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise HwsimError("scalesim", "import", f"SCALE-Sim is not installed ({exc}); pip install -e '.[dev]'") from None
-    if any(w != 1 for w in (cfg.word_bytes.ifmap, cfg.word_bytes.filter, cfg.word_bytes.ofmap)):
-        raise HwsimError(cfg.name, "word_bytes", "SCALE-Sim models 1-byte words only")
-    for op in ("ifmap", "filter", "ofmap"):
-        kb = getattr(cfg.sram_kb, op)
-        if kb != int(kb):
-            raise HwsimError(cfg.name, f"sram_kb.{op}", "SCALE-Sim needs whole kB")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     cfg_path = work / "hwsim_ref.cfg"
     topo_path = work / "topology.csv"
-    layout_path = work / "layout.csv"
-    atomic_write_text(cfg_path, CFG_TEMPLATE.format(
-        rows=cfg.array.rows, cols=cfg.array.cols, ifmap_kb=int(cfg.sram_kb.ifmap),
-        filter_kb=int(cfg.sram_kb.filter), ofmap_kb=int(cfg.sram_kb.ofmap), dataflow=cfg.dataflow))
+    atomic_write_text(cfg_path, to_scalesim_cfg(cfg.with_overrides(name=RUN_NAME), cfg.name))
     atomic_write_text(topo_path, "Layer name,IFMAP Height,IFMAP Width,Filter Height,Filter Width,Channels,"
                          "Num Filter,Strides,\n" + "".join(topology_row(s) for s in specs))
+    return run_scalesim_files(cfg_path, topo_path, work, [s.name for s in specs])
+
+
+def run_scalesim_files(cfg_path: Path, topo_path: Path, workdir: str | os.PathLike, names: list[str],
+                       gemm: bool = False) -> list[RefLayer]:
+    """SCALE-Sim on a ``.cfg`` and a topology CSV as a user would run it (``gemm``: an M, N, K
+    topology); ``names``: the layer names to label its report rows with, in order."""
+    try:
+        from scalesim.scale_sim import scalesim
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise HwsimError("scalesim", "import", f"SCALE-Sim is not installed ({exc}); pip install -e '.[dev]'") from None
+    work = Path(workdir)
+    layout_path = work / "layout.csv"
     atomic_write_text(layout_path, "Layer name,\n")
     out_dir = work / "out"
-    out_dir.mkdir(exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.redirect_stdout(io.StringIO()):
         sim = scalesim(save_disk_space=True, verbose=False, config=str(cfg_path),
-                       topology=str(topo_path), layout=str(layout_path))
+                       topology=str(topo_path), layout=str(layout_path), input_type_gemm=gemm)
         sim.run_scale(top_path=str(out_dir))
-    run_dir = out_dir / "hwsim_ref"
+    run_dir = next(p for p in out_dir.iterdir() if p.is_dir())
     compute = _read_report(run_dir / "COMPUTE_REPORT.csv")
     detail = _read_report(run_dir / "DETAILED_ACCESS_REPORT.csv")
     out = []
-    for spec, c_row, d_row in zip(specs, compute, detail):
+    for name, c_row, d_row in zip(names, compute, detail):
         out.append(RefLayer(
-            name=spec.name,
+            name=name,
             cycles=int(float(c_row[2])) + 1,
             stall_cycles=int(float(c_row[3])),
             ifmap_sram_reads=int(float(d_row[3])),

@@ -1,0 +1,127 @@
+"""SCALE-Sim ``.cfg`` <-> hwsim systolic config, so a SCALE-Sim study runs unchanged in hwsim.
+
+A ``.cfg`` read here becomes a systolic config with SCALE-Sim's counting
+(``accumulation: scalesim``), 1-byte words and its array, SRAM sizes and dataflow, so the compute
+cycles and SRAM/DRAM counts are SCALE-Sim's (docs/hwsim.md, "SCALE-Sim formats"). What a ``.cfg``
+does not hold is filled in and labelled: a 1 GHz clock (SCALE-Sim counts cycles only); DRAM
+bandwidth = ``Bandwidth`` words per cycle at that clock; energy from the Horowitz 45 nm table
+the shipped configs use. ``InterfaceBandwidth: USER`` (stalls from a finite interface) is not
+modelled and is refused; so are SCALE-Sim's sparsity and Ramulator options.
+"""
+from __future__ import annotations
+
+import configparser
+import os
+from pathlib import Path
+
+from hwsim.models.base import validate_config
+from hwsim.models.systolic.config import SystolicConfig
+from hwsim.trace.errors import HwsimError
+
+CLOCK_MHZ = 1000.0
+HOROWITZ_45NM = {
+    "source": ("M. Horowitz, ISSCC 2014, 45 nm (the table of the shipped systolic configs; SCALE-Sim "
+               "has no energy model): MAC 0.3 pJ, SRAM 1.25/2.5/12.5 pJ per byte at 8 kB/32 kB/1 MB, "
+               "DRAM 20.3 pJ/bit; register file 1x MAC (Eyeriss ratio)"),
+    "process_nm": 45, "mac_pj": 0.3, "rf_access_pj": 0.3, "rf_accesses_per_mac": 3,
+    "sram": [{"kb": 8, "read_pj_per_byte": 1.25, "write_pj_per_byte": 1.25},
+             {"kb": 32, "read_pj_per_byte": 2.5, "write_pj_per_byte": 2.5},
+             {"kb": 1024, "read_pj_per_byte": 12.5, "write_pj_per_byte": 12.5}],
+    "dram_pj_per_bit": 20.3, "static_mw": 0,
+}
+REQUIRED = ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB", "OfmapSramSzkB", "Dataflow")
+
+
+def _read(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser()
+    parser.optionxform = str.lower  # SCALE-Sim's keys are case-insensitive
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise HwsimError(str(path), "(file)", "not a text file") from None
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        raise HwsimError(str(path), "(syntax)", str(exc).splitlines()[0]) from None
+    return parser
+
+
+def _get(parser: configparser.ConfigParser, key: str, source: str) -> str | None:
+    for section in parser.sections():
+        if parser.has_option(section, key.lower()):
+            return parser.get(section, key.lower()).strip()
+    return None
+
+
+def _number(parser, key: str, source: str, kind=int, default=None):
+    raw = _get(parser, key, source)
+    if raw is None:
+        if default is None:
+            raise HwsimError(source, key, "missing")
+        return default
+    try:
+        return kind(raw.split(",")[0])
+    except ValueError:
+        raise HwsimError(source, key, f"not a number: {raw!r}") from None
+
+
+def load_scalesim_cfg(path: str | os.PathLike) -> SystolicConfig:
+    """A SCALE-Sim ``.cfg`` as a systolic config that counts as SCALE-Sim does."""
+    path = Path(path)
+    source = str(path)
+    parser = _read(path)
+    for key in REQUIRED:
+        if _get(parser, key, source) is None:
+            raise HwsimError(source, key, "missing (a SCALE-Sim [architecture_presets] field)")
+    mode = (_get(parser, "InterfaceBandwidth", source) or "CALC").upper()
+    if mode != "CALC":
+        raise HwsimError(source, "InterfaceBandwidth", f"{mode}: only CALC is modelled (bandwidth stalls are not)")
+    if (_get(parser, "SparsitySupport", source) or "false").lower() == "true":
+        raise HwsimError(source, "SparsitySupport", "SCALE-Sim's N:M weight sparsity is not modelled")
+    if (_get(parser, "UseRamulatorTrace", source) or "false").lower() == "true":
+        raise HwsimError(source, "UseRamulatorTrace", "Ramulator traces are not modelled")
+    dataflow = _get(parser, "Dataflow", source).lower()
+    bandwidth = _number(parser, "Bandwidth", source, float, 10.0)
+    data = {
+        "name": _get(parser, "run_name", source) or path.stem, "model": "systolic",
+        "array": {"rows": _number(parser, "ArrayHeight", source), "cols": _number(parser, "ArrayWidth", source)},
+        "dataflow": dataflow, "accumulation": "scalesim", "clock_mhz": CLOCK_MHZ,
+        "sram_kb": {"ifmap": _number(parser, "IfmapSramSzkB", source), "filter": _number(parser, "FilterSramSzkB", source),
+                    "ofmap": _number(parser, "OfmapSramSzkB", source)},
+        "word_bytes": {"ifmap": 1, "filter": 1, "ofmap": 1},
+        "dram": {"bandwidth_gb_s": bandwidth * CLOCK_MHZ / 1000.0},
+        "sparse": {"mode": "skip"},
+        "energy": HOROWITZ_45NM,
+    }
+    return validate_config(SystolicConfig, data, source)
+
+
+def to_scalesim_cfg(cfg: SystolicConfig, source: str) -> str:
+    """The ``.cfg`` text SCALE-Sim v3 runs for ``cfg``'s dense array (what it can express)."""
+    if getattr(cfg, "model", None) != "systolic":
+        raise HwsimError(source, "model", f"only systolic configs have a SCALE-Sim form (this one is {cfg.model!r})")
+    for op in ("ifmap", "filter", "ofmap"):
+        kb = getattr(cfg.sram_kb, op)
+        if kb != int(kb):
+            raise HwsimError(source, f"sram_kb.{op}", f"{kb}: SCALE-Sim needs whole kB")
+        if getattr(cfg.word_bytes, op) != 1:
+            raise HwsimError(source, f"word_bytes.{op}", "SCALE-Sim models 1-byte words only")
+    words_per_cycle = cfg.dram.bandwidth_gb_s * 1000.0 / cfg.clock_mhz
+    notes = [f"# written by hwsim from {cfg.name}: dense array only (sparse.mode {cfg.sparse.mode} has no SCALE-Sim form);",
+             f"# SCALE-Sim counts partial sums its own way (hwsim accumulation: {cfg.accumulation});",
+             f"# Bandwidth = {cfg.dram.bandwidth_gb_s} GB/s at {cfg.clock_mhz} MHz in 1-byte words per cycle"]
+    rows = [
+        "[general]", f"run_name = {cfg.name}", "",
+        "[architecture_presets]", f"ArrayHeight : {cfg.array.rows}", f"ArrayWidth : {cfg.array.cols}",
+        f"IfmapSramSzkB : {int(cfg.sram_kb.ifmap)}", f"FilterSramSzkB : {int(cfg.sram_kb.filter)}",
+        f"OfmapSramSzkB : {int(cfg.sram_kb.ofmap)}", "IfmapOffset : 0", "FilterOffset : 10000000",
+        "OfmapOffset : 20000000", f"Bandwidth : {max(1, round(words_per_cycle))}", f"Dataflow : {cfg.dataflow}",
+        "ReadRequestBuffer : 32", "WriteRequestBuffer : 32", "",
+        "[layout]", "IfmapCustomLayout : False", "IfmapSRAMBankBandwidth : 10", "IfmapSRAMBankNum : 10",
+        "IfmapSRAMBankPort : 2", "FilterCustomLayout : False", "FilterSRAMBankBandwidth : 10",
+        "FilterSRAMBankNum : 10", "FilterSRAMBankPort : 2", "",
+        "[sparsity]", "SparsitySupport : false", "SparseRep : ellpack_block", "OptimizedMapping : false",
+        "BlockSize : 8", "RandomNumberGeneratorSeed : 40", "",
+        "[run_presets]", "InterfaceBandwidth : CALC", "UseRamulatorTrace : False",
+    ]
+    return "\n".join(notes + rows) + "\n"
