@@ -81,6 +81,9 @@ def scatter_add(y: torch.Tensor, pixels: torch.Tensor, values: torch.Tensor, cha
     """y[pixel, channel] += values (P x C' rows; ``channels``: which C' of y's channels, default all)."""
     if pixels.numel() == 0:
         return
+    if channels is None and y.is_contiguous(memory_format=torch.channels_last):  # one op on the N*H*W x C view
+        y.permute(0, 2, 3, 1).view(-1, y.shape[1]).index_add_(0, pixels, values)
+        return
     view = pixel_view(y)
     per_image = view.shape[1]
     n, rest = pixels // per_image, pixels % per_image
