@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check for issue 16 (at most ~8 minutes on one GPU): CDG's training step vs dense
+# One prepared GPU check for issue 16 (at most 150 s + 10 x 30 s = 7.5 minutes, by its timeouts): CDG's training step vs dense
 # (bench/train_step.py), and the sparse executor's speed-up per gate structure (python -m
 # cdg.execute --synthetic) at batch 1 and 32. Writes one JSON: $OUT/device_check.json
 # (OUT defaults to ./device_check_out), plus the per-run execution.json files and the raw logs.
@@ -16,21 +16,21 @@ PY="${PYTHON:-python}"
 mkdir -p "$OUT"
 if [[ "$DEVICE" == "cuda" ]]; then
   TRAIN=(--arch resnet18 --width 1.0 --image-size 32 --batch 256 --steps 20 --warmup 5)
-  SIZE=128; REPS=20; WARM=5; BATCHES="1 32"; WIDTH=1.0
+  SIZE=128; REPS=20; WARM=5; BATCHES="1 32"; WIDTH=1.0; STEM=imagenet; EXEC_T=30
   STRUCTURES="pixel block2 block4 channel8 unstructured"
 else
   TRAIN=(--arch resnet18 --width 0.125 --image-size 16 --batch 16 --steps 2 --warmup 1 --threads 1)
-  SIZE=32; REPS=1; WARM=0; BATCHES="1 2"; WIDTH=0.125
+  SIZE=16; REPS=1; WARM=0; BATCHES="1 2"; WIDTH=0.125; STEM=cifar; EXEC_T=150  # a loaded CPU is slow to start
   STRUCTURES="pixel block2"
 fi
 start=$(date +%s)
 echo "[device_check] training step, $DEVICE" >&2
-timeout 240 "$PY" bench/train_step.py --device "$DEVICE" --methods simclr --gates none cdg "${TRAIN[@]}" \
+timeout 150 "$PY" bench/train_step.py --device "$DEVICE" --methods simclr --gates none cdg "${TRAIN[@]}" \
   > "$OUT/train_step.txt" 2> "$OUT/train_step.err" || echo "train_step failed (rc $?)" >> "$OUT/train_step.err"
 for batch in $BATCHES; do
   for s in $STRUCTURES; do
     echo "[device_check] executor $s batch $batch" >&2
-    timeout 60 "$PY" -m cdg.execute --synthetic --device "$DEVICE" --arch resnet18 --width "$WIDTH" \
+    timeout "$EXEC_T" "$PY" -m cdg.execute --synthetic --device "$DEVICE" --arch resnet18 --width "$WIDTH" --stem "$STEM" \
       --image-size "$SIZE" --structure "$s" --reduction 2 --batch "$batch" --warmup "$WARM" \
       --repetitions "$REPS" --channels-last --no-progress --out "$OUT/exec_${s}_b${batch}" \
       > "$OUT/exec_${s}_b${batch}.txt" 2>&1 || echo "failed (rc $?)" >> "$OUT/exec_${s}_b${batch}.txt"
