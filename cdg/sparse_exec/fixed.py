@@ -34,7 +34,8 @@ class FixedMaskConv(CDGConv):
             return torch.ones((n, *grid), device=self.weight.device)
         if tuple(m.shape[1:]) != grid:
             raise ValueError(f"layer {self.spec.name}: fixed mask grid {tuple(m.shape[1:])} != decision grid {grid}")
-        m = m.to(self.weight.device)
+        if m.device != self.weight.device:  # moved once (a plain attribute, not a buffer: .to() leaves it)
+            m = self.fixed_mask = m.to(self.weight.device)
         return m.index_select(0, torch.arange(n, device=m.device) % m.shape[0])
 
     def _decide(self, y_base: torch.Tensor, block: tuple[int, int, int]) -> torch.Tensor:
