@@ -49,8 +49,9 @@ class SplitExecutor(Executor):
         super().__init__(layer, paths)
         self.decide = decide
         c_b = layer.base_channels
-        self.register_buffer("w_base", layer.weight[:, :c_b].detach().contiguous(), persistent=False)
-        self.register_buffer("w_cond", layer.weight[:, c_b:].detach().contiguous(), persistent=False)
+        fmt = memory_format(layer.weight)  # keep the weight's layout: a channels_last conv reorders an NCHW weight each call
+        self.register_buffer("w_base", layer.weight[:, :c_b].detach().contiguous(memory_format=fmt), persistent=False)
+        self.register_buffer("w_cond", layer.weight[:, c_b:].detach().contiguous(memory_format=fmt), persistent=False)
         self.register_buffer("w_gemm", gemm_weight(self.w_cond), persistent=False)
         self.decisions: torch.Tensor | None = None
         self.pixels_run = 0
