@@ -2,7 +2,7 @@
 every path a layer offers, batch 1 and N, NCHW and channels_last.
 
 Tolerance: float32, max |sparse - masked dense| <= 1e-5 x max |masked dense| (the paths sum the
-same products in another order; measured errors are about 5e-7 of the output's range)."""
+same products in another order)."""
 from __future__ import annotations
 
 import pytest
