@@ -1,8 +1,9 @@
 """Sparse execution of the base/conditional split methods (cdg, cgnet).
 
-The base partial sum is one dense conv on the first C_b input channels; the method's decisions
-come from it (``decide``); the conditional partial sum runs only where a decision is on, by one
-of these paths (``network.tune`` picks the fastest per layer on the real input):
+The base partial sum is one dense conv on the first C_b input channels (``split``; CGNet's channel
+grouping overrides it, ``cdg.sparse_exec.methods.cgnet``); the method's decisions come from it
+(``decide``); the conditional partial sum runs only where a decision is on, by one of these paths
+(``network.tune`` picks the fastest per layer on the real input):
 
 - ``spatial_gather`` (S = C_out): the active decision cells' output pixels, their input patches
   gathered, one GEMM with all C_out conditional weight columns, scatter-add into the base output;
@@ -36,7 +37,7 @@ Decide = Callable[[torch.nn.Module, torch.Tensor, tuple[int, int, int]], torch.T
 class SplitExecutor(Executor):
     """Sparse cdg/cgnet layer; ``decide(layer, y_base, block)`` gives the bool N x D x H_d x W_d decisions."""
 
-    def __init__(self, layer, decide: Decide):
+    def __init__(self, layer, decide: Decide, extra_paths: tuple[str, ...] = ()):
         s = layer.impl.decision_block(layer.gate, (1, 1))[0]
         d = layer.out_channels // s
         if layer.cond_channels == 0:
@@ -46,26 +47,44 @@ class SplitExecutor(Executor):
             paths = ["spatial_gather", "dense_masked"] + (["tile_conv"] if b > 1 else [])
         else:
             paths = ["union_gather", "dense_masked"] + (["channel_block_gather"] if d <= MAX_BLOCK_LOOP else [])
-        super().__init__(layer, paths)
+        super().__init__(layer, paths + (list(extra_paths) if layer.cond_channels else []))
         self.decide = decide
-        c_b = layer.base_channels
+        self.extra_paths = frozenset(extra_paths) & set(self.candidates)
+        w_base, w_cond = self.split_weights()
         fmt = memory_format(layer.weight)  # keep the weight's layout: a channels_last conv reorders an NCHW weight each call
-        self.register_buffer("w_base", layer.weight[:, :c_b].detach().contiguous(memory_format=fmt), persistent=False)
-        self.register_buffer("w_cond", layer.weight[:, c_b:].detach().contiguous(memory_format=fmt), persistent=False)
+        self.register_buffer("w_base", w_base.detach().contiguous(memory_format=fmt), persistent=False)
+        self.register_buffer("w_cond", w_cond.detach().contiguous(memory_format=fmt), persistent=False)
         self.register_buffer("w_gemm", gemm_weight(self.w_cond), persistent=False)
         self.decisions: torch.Tensor | None = None
         self.pixels_run = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def split_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(base weight, conditional weight): the first C_b input channels of W and the rest."""
+        c_b = self.layer.base_channels
+        return self.layer.weight[:, :c_b], self.layer.weight[:, c_b:]
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Y_base, the conditional paths' input) of ``x``."""
         layer = self.layer
         c_b = layer.base_channels
-        stride, pad, k = layer.stride[0], layer.padding[0], layer.kernel_size[0]
+        if layer.cond_channels == 0:
+            return dense_conv(x, self.w_base, layer.stride[0], layer.padding[0]), x[:, c_b:]
         fmt = memory_format(x)  # a dense copy of the base slice: convs on strided slices are slow
-        y = dense_conv(x[:, :c_b].contiguous(memory_format=fmt) if layer.cond_channels else x, self.w_base, stride, pad)
+        return dense_conv(x[:, :c_b].contiguous(memory_format=fmt), self.w_base, layer.stride[0], layer.padding[0]), x[:, c_b:]
+
+    def extra_path(self, y, x_cond, g, block, out_hw) -> int:
+        """A subclass's own conditional path (``extra_paths``): adds to ``y``, returns its MACs."""
+        raise TypeError(f"{type(self).__name__} offers path {self.path!r} but does not implement it")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layer
+        stride, pad, k = layer.stride[0], layer.padding[0], layer.kernel_size[0]
+        fmt = memory_format(x)
+        y, x_cond = self.split(x)
         n, c_out, h, w = y.shape
         out_hw = (h, w)
         self.dense_macs = self._conv_macs(n, out_hw, layer.in_channels, c_out)
-        base_macs = self._conv_macs(n, out_hw, c_b, c_out)
+        base_macs = self._conv_macs(n, out_hw, self.w_base.shape[1], c_out)
         if layer.cond_channels == 0:
             self.executed = base_macs
             return y
@@ -75,9 +94,12 @@ class SplitExecutor(Executor):
         else:
             g = self.decide(layer, y, block)
         self.decisions = g
-        x_cond = x[:, c_b:]
+        self.block, self.out_hw = block, out_hw
         s, bh, bw = block
-        per_pixel = layer.cond_channels * k * k  # conditional MACs per output element
+        per_pixel = x_cond.shape[1] * k * k  # conditional MACs per output element computed
+        if self.path in self.extra_paths:
+            self.executed = base_macs + self.extra_path(y, x_cond, g, block, out_hw)
+            return y
         if self.path == "dense_masked":
             y = gated_addcmul(y, spatial_gate(g.to(y.dtype), y, block), dense_conv(x_cond.contiguous(memory_format=fmt), self.w_cond, stride, pad),
                               s, inplace=True)
@@ -103,7 +125,6 @@ class SplitExecutor(Executor):
             else:
                 run = self._block_loop(y, x_cond, pixels, on, out_hw, s)
         self.executed = base_macs + run * per_pixel
-        self.block, self.out_hw = block, out_hw
         return y
 
     def gate_density(self) -> float:

@@ -17,11 +17,17 @@ CASES = [
     ("cdg", dict(channel_block=4, spatial_block=1)),       # channel blocks
     ("cdg", dict(channel_block=4, spatial_block=2)),       # channel x pixel blocks
     ("cdg", dict(channel_block=1, spatial_block=1)),       # unstructured
-    ("cgnet", dict()),
+    ("cgnet", dict(grouping="shuffle")),                   # published: grouped base path, shuffled input
+    ("cgnet", dict(grouping="first")),                     # base = first C_in/G channels
     ("fbs", dict(keep_ratio=0.5)),
     ("dgnet", dict(spatial_block=1)),
     ("dgnet", dict(spatial_block=2)),
 ]
+
+
+def case_named(name: str):
+    """The case of ``CASES`` with id ``name``."""
+    return next(c for c in CASES if case_id(c) == name)
 
 
 def case_id(case) -> str:

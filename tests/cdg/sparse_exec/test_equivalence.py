@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cdg.sparse_exec.network import build_dense, build_sparse, executors
+from cdg.sparse_exec.network import build_dense, build_sparse, executors, layer_inputs
 
-from tests.cdg.sparse_exec.helpers import CASES, case_id, gated_backbone
+from tests.cdg.sparse_exec.helpers import CASES, case_id, case_named, gated_backbone
 
 RTOL = 1e-5
 
@@ -44,7 +44,7 @@ def test_every_path_equals_masked_dense(case, batch, channels_last):
     assert 0.1 < sum(densities) / len(densities) < 0.9  # the gates really switch work off
 
 
-@pytest.mark.parametrize("case", [CASES[1], CASES[7], CASES[9]], ids=case_id)
+@pytest.mark.parametrize("case", [case_named("cdg-call-s2"), case_named("fbs-k0.5"), case_named("dgnet-s2")], ids=case_id)
 @torch.no_grad()
 def test_gather_paths_execute_less_than_dense(case):
     method, gate = case
@@ -72,3 +72,67 @@ def test_training_mode_is_refused():
     net = gated_backbone("cdg").train()
     with pytest.raises(UserError, match="eval mode"):
         build_sparse(net)
+
+
+@pytest.mark.parametrize("grouping", ["shuffle", "first"])
+@torch.no_grad()
+def test_cgnet_grouping_selects_its_executor(grouping):
+    """shuffle: the grouped executor, whose base is the grouped conv of the model and whose
+    group_gather computes only each output group's complement channels; first: the plain split."""
+    from cdg.sparse_exec.methods.cgnet import GroupedCGNetExecutor
+    net = gated_backbone("cgnet", grouping=grouping)
+    x = torch.randn(2, 3, 16, 16)
+    inputs = layer_inputs(net, x)
+    sparse = build_sparse(net)
+    layers = executors(sparse)
+    assert all(isinstance(ex, GroupedCGNetExecutor) == (grouping == "shuffle") for _, ex in layers)
+    if grouping == "first":
+        return
+    for name, ex in layers:
+        y_base, _ = ex.layer.grouped_partial_sums(inputs[name])
+        assert torch.allclose(ex.split(inputs[name])[0], y_base, rtol=1e-5, atol=1e-6)
+        ex.path = "group_gather"
+        ex(inputs[name])
+        grouped = ex.executed
+        ex.path = "union_gather"
+        ex(inputs[name])
+        assert grouped < ex.executed, name  # complement only vs all C_in with zero taps
+
+
+@pytest.mark.parametrize("spatial_block", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+@torch.no_grad()
+def test_dgnet_linked_block(spatial_block, batch, channels_last):
+    """One residual block (strided leader conv1, follower conv2): the sparse block equals the masked
+    dense block on every path; the follower uses the leader's spatial mask and skips exactly the
+    input channels the leader's channel mask zeroed in the whole batch."""
+    net = gated_backbone("dgnet", spatial_block=spatial_block)
+    x = torch.randn(batch, 3, 16, 16)
+    if channels_last:
+        x, net = x.contiguous(memory_format=torch.channels_last), net.to(memory_format=torch.channels_last)
+    block = net.layer2[0]
+    seen = {}
+    hook = block.register_forward_pre_hook(lambda mod, inp: seen.__setitem__("x", inp[0]))
+    net(x)
+    hook.remove()
+    block_in = seen["x"]
+    reference = block(block_in)
+    sparse_block = build_sparse(net).layer2[0]
+    leader, follower = sparse_block.conv1, sparse_block.conv2
+    assert not leader.follower and follower.follower and follower.direct
+    for path in leader.candidates:
+        leader.path = follower.path = path
+        _check(sparse_block, reference, block_in)
+        g_c, g_s = leader.gates
+        assert torch.equal(g_c, block.conv1.record.extras["channel"] != 0)
+        assert torch.equal(g_s, block.conv1.record.extras["spatial"] != 0)
+        assert follower.gates[0] is None and torch.equal(follower.gates[1], g_s)
+        assert torch.equal(follower.gates[1], block.conv2.record.extras["spatial"] != 0)
+    leader.path = follower.path = "spatial_channel_gather"
+    sparse_block(block_in)
+    live = int(g_c.any(0).sum())
+    b = spatial_block
+    pixels = int(torch.repeat_interleave(torch.repeat_interleave(g_s, b, 1), b, 2)[:, :8, :8].sum())
+    assert 0 < live < follower.layer.in_channels and 0 < pixels < batch * 64  # both masks switch work off
+    assert follower.executed == pixels * live * follower.layer.out_channels * 9
