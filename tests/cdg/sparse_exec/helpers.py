@@ -35,17 +35,19 @@ def case_id(case) -> str:
     return method + "".join(f"-{k[0]}{v}" for k, v in gate.items())
 
 
-def gated_backbone(method: str, channel_block=1, spatial_block=1, seed: int = 0, **settings) -> ResNet:
-    """ResNet-18 at width 1/8 with ``method`` gates (eval mode, random BatchNorm statistics, gates
-    shifted to about half on)."""
+def gated_backbone(method: str, channel_block=1, spatial_block=1, seed: int = 0, arch: str = "resnet18",
+                   every_conv: bool = False, **settings) -> ResNet:
+    """``arch`` (ResNet-18) at width 1/8 with ``method`` gates on its 3x3 block convs (``every_conv``:
+    on all block convs, 1x1 included), eval mode, random BatchNorm statistics, gates shifted to
+    about half on."""
     torch.manual_seed(seed)
 
     def select(spec):
         block = spec.out_channels if channel_block == "all" else channel_block
         gate = make_gate(method, channel_block=block, spatial_block=spatial_block, **settings)
-        return default_selection(gate)(spec)
+        return (gate if spec.role == "conv" else None) if every_conv else default_selection(gate)(spec)
 
-    net = ResNet("resnet18", "cifar", 0.125, gated_conv_factory(select))
+    net = ResNet(arch, "cifar", 0.125, gated_conv_factory(select))
     registry.method(method).adopt(net)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

@@ -136,3 +136,23 @@ def test_dgnet_linked_block(spatial_block, batch, channels_last):
     pixels = int(torch.repeat_interleave(torch.repeat_interleave(g_s, b, 1), b, 2)[:, :8, :8].sum())
     assert 0 < live < follower.layer.in_channels and 0 < pixels < batch * 64  # both masks switch work off
     assert follower.executed == pixels * live * follower.layer.out_channels * 9
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "cl"])
+@torch.no_grad()
+def test_dgnet_bottleneck_followers(channels_last):
+    """Bottleneck blocks with every conv gated: conv2 reads the leader's output (skips its zeroed
+    channels), conv3 follows the same leader but reads conv2's output (checks its input instead)."""
+    net = gated_backbone("dgnet", spatial_block=2, arch="resnet50", every_conv=True)
+    x = torch.randn(2, 3, 16, 16)
+    if channels_last:
+        x, net = x.contiguous(memory_format=torch.channels_last), net.to(memory_format=torch.channels_last)
+    reference = net(x)
+    sparse = build_sparse(net)
+    layers = executors(sparse)
+    direct = {name.rsplit(".", 1)[-1]: ex.direct for name, ex in layers if name.startswith("layer1.0.") and ex.follower}
+    assert direct == {"conv2": True, "conv3": False}
+    for path in layers[0][1].candidates:
+        for _, ex in layers:
+            ex.path = path
+        _check(sparse, reference, x)
