@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hwsim.trace.errors import CliParser, cli_entry
+from hwsim.trace.errors import CliParser, cli_entry, exit_zero
 from hwsim.trace.layout import EXECUTION_FILE
 
 
@@ -64,10 +64,7 @@ def main(argv: list[str] | None = None) -> dict:
     return doc
 
 
-def console() -> int:
-    """The ``cdg-execute`` console script: exit status 0 on success (``main`` returns the document)."""
-    main()
-    return 0
+console = exit_zero(main)  # the console script (pyproject [project.scripts])
 
 
 if __name__ == "__main__":
