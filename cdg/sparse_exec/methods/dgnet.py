@@ -20,11 +20,9 @@ from __future__ import annotations
 import re
 
 import torch
-import torch.nn.functional as F
 
 from hwsim.trace.errors import UserError
 from cdg.gating.ops import expand_decisions, gate_dtype, match_layout
-from cdg.gating.predictor import input_scale, spatial_mean
 from cdg.sparse_exec.base import Executor, norm_affine, output_like
 from cdg.sparse_exec.gather import active_pixels, conv_at, dense_conv, expand_blocks, gemm_weight, scatter_add
 from cdg.sparse_exec.methods.fbs import nonzero_channels
@@ -32,12 +30,7 @@ from cdg.sparse_exec.methods.fbs import nonzero_channels
 
 def decide(layer, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """A leader's (channel gate N x C_out bool, spatial gate N x H_d x W_d bool)."""
-    pooled = spatial_mean(x)
-    scale = input_scale(pooled)[:, :, None, None].to(x.dtype)
-    pooled_grid = x if grid == tuple(x.shape[-2:]) else F.adaptive_avg_pool2d(x, grid)
-    z_s = F.conv2d(pooled_grid / scale, layer.spatial_weight.to(x.dtype), layer.spatial_bias.view(1).to(x.dtype), padding=1)
-    hidden = F.relu(layer.channel_bn(layer.channel_fc1(pooled.to(layer.channel_fc1.weight.dtype))))
-    z_c = layer.channel_fc2(hidden)
+    z_s, z_c = layer.logits(x, grid)
     return z_c.to(gate_dtype(z_c)) > 0, z_s.to(gate_dtype(z_s))[:, 0] > 0
 
 
