@@ -33,6 +33,8 @@ from typing import Any, Mapping, Sequence
 
 from analysis import figures as F
 from analysis import mask_figures
+from analysis import training_figures as T
+from analysis.figure_style import is_dense, si_pj
 from analysis.pareto import snap
 from analysis.results import load_tables
 from analysis.validation_plot import validation_figure
@@ -68,7 +70,11 @@ SECTION_NOTES = {
                     "(a run property: the same for every accelerator). Blank: layer not gated in that run.",
     "speedup": "Points on the dashed line turn every removed MAC into saved time; below it the hardware loses "
                "part of the FLOPs reduction (granularity, overhead, memory).",
-    "training": "From each run's metrics.jsonl: 'train' events (loss, logged within epochs) and 'knn' events.",
+    "training": "From each run's metrics.jsonl: 'train' events (loss, logged within epochs) and 'knn' events; for "
+                "gated runs also gate_ratio (fraction of the dense MACs the gates kept in that step; dotted: the "
+                "scheduled target) and the forward MACs per step (train_macs_ideal: what a skipping executor "
+                "would run; dotted train_macs_performed: what the masked dense loop ran). Dense (ungated) runs "
+                "are dashed.",
     "validation": "From the sweep's validation.json (python -m analysis.validate --sweep): measured executor speed-ups "
                   "against the cpu model's predictions; on the dashed line the prediction is exact.",
     "masks": "From each run's trace masks: per stage, the fraction of output channels computed at each pixel "
@@ -148,10 +154,12 @@ def chosen_points(sweep: Sweep, accuracy: str, point_ids: Sequence[str] | None) 
     return out
 
 
-def training_curves(sweep: Sweep, warn=print) -> tuple[dict[str, dict], list[str]]:
-    """Curves of each run (by ``run_path``, first occurrence order) and the runs without metrics."""
+def training_curves(sweep: Sweep, warn=print) -> tuple[dict[str, dict], list[str], list[str]]:
+    """Curves of each run (by ``run_path``, first occurrence order), the runs without metrics and
+    the ungated (dense) runs among the curves."""
     curves: dict[str, dict] = {}
     missing: list[str] = []
+    dense: list[str] = []
     seen: set[str] = set()
     for p in sweep.points:
         run_path = p.get("run_path")
@@ -169,11 +177,13 @@ def training_curves(sweep: Sweep, warn=print) -> tuple[dict[str, dict], list[str
             missing.append(label)
             warn(f"warning: {path or 'run_path'}: missing; the training curves leave run {label} out")
             continue
-        events, bad = F.read_metrics(path)
+        events, bad = T.read_metrics(path)
         if bad:
             warn(f"warning: {path}: {bad} lines that are not JSON objects skipped")
-        curves[label] = F.curves_of(events)
-    return curves, missing
+        curves[label] = T.curves_of(events)
+        if is_dense(p):
+            dense.append(label)
+    return curves, missing, dense
 
 
 @dataclass
@@ -193,14 +203,14 @@ def build(sweep_dir: str | Path, accuracy: str | None = None, point_ids: Sequenc
     sweep = load(sweep_dir)
     acc = pick_accuracy(sweep, accuracy)
     chosen = chosen_points(sweep, acc, point_ids)
-    curves, missing = training_curves(sweep, warn)
+    curves, missing, dense = training_curves(sweep, warn)
     figs = {
         "pareto": F.pareto_figure(sweep.points, acc),
         "parcoords": F.parcoords_figure(sweep.points, acc),
         "layers": F.layer_bars_figure(chosen, sweep.layers_by_point, acc),
         "gate_density": F.gate_density_figure(sweep.points, sweep.layers_by_point),
         "speedup": F.speedup_figure(sweep.points, sweep.layers_by_point, acc),
-        "training": F.training_figure(curves, missing),
+        "training": T.training_figure(curves, missing, dense),
         "masks": mask_figures.mask_overlay_figure(mask_figures.run_traces(sweep.points, sweep.path), warn=warn),
     }
     if sweep.validation is not None:
@@ -275,7 +285,7 @@ def summary_html(sweep: Sweep, accuracy: str, chosen: Sequence[Mapping], point_i
         items.append(("skipped (untraced)", f"{len(skipped)} runs"))
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
     head = ["accelerator", "model", "points", f"best {accuracy}", "front size (acc/latency)", "min latency (us)",
-            "min energy (pJ)", "max speed-up", "max energy saving", "per-layer point" + (" (--point)" if point_ids_given
+            "min energy", "max speed-up", "max energy saving", "per-layer point" + (" (--point)" if point_ids_given
                                                                                      else " (representative)")]
     chosen_by_accel = defaultdict(list)
     for p in chosen:
@@ -288,7 +298,7 @@ def summary_html(sweep: Sweep, accuracy: str, chosen: Sequence[Mapping], point_i
         rep = "; ".join(f"{_e(p.get('run'))} <code>{_e(p.get('point_id'))}</code>"
                         for p in chosen_by_accel[accel]) or "-"
         cells = [html.escape(accel), _e(rows[0].get("accel_model")), str(len(rows)), _e(best(accuracy, max)),
-                 str(len(F.front_of(rows, accuracy, "time_us"))), _e(best("time_us", min)), _e(best("energy_pj", min)),
+                 str(len(F.front_of(rows, accuracy, "time_us"))), _e(best("time_us", min)), html.escape(si_pj(best("energy_pj", min))),
                  _e(best("speedup", max)), _e(snap(best("energy_saving", max))), rep]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(body)

@@ -2,53 +2,29 @@
 
 Every builder takes typed records (``analysis.results``: ``list[dict]`` of ``points.csv`` /
 ``layers.csv`` rows) and returns a ``plotly.graph_objects.Figure``; nothing here reads files
-except :func:`read_metrics` (a run's ``metrics.jsonl``). Colours are fixed per accelerator
-(:func:`accel_colours`) so one accelerator looks the same in every figure.
+except :func:`read_metrics` (a run's ``metrics.jsonl``). Colours, units and axis helpers are
+in ``analysis.figure_style`` (one accelerator looks the same in every figure; energy in SI-prefixed
+joules); the training curves in ``analysis.training_figures``.
 """
 from __future__ import annotations
 
 import html
-import json
 import math
 from collections import defaultdict
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from analysis.pareto import RTOL, as_float, pareto_mask
+from analysis.figure_style import (DENSE_LABEL, PJ, TEMPLATE, accel_colours, by_family, component_colours, component_family,
+                                   energy_axis, esc as _esc, fitted_range, fmt as _fmt, gate_label, log_axis,
+                                   num, si_pj, wrap_title, FAMILIES)
+from analysis.pareto import RTOL, pareto_mask
 
-TEMPLATE = "plotly_white"
-ACCEL_PALETTE = qualitative.Plotly + qualitative.D3
-RUN_PALETTE = qualitative.Alphabet + qualitative.Dark24
-COMPONENT_PALETTE = qualitative.Set3 + qualitative.Pastel1 + qualitative.Set2
 DESIGN_COLUMNS = ("gate_S", "gate_b", "gate_G", "target_reduction")
 OUTCOME_COLUMNS = ("speedup", "flops_reduction", "time_us", "energy_pj", "energy_saving", "utilisation")
 ENERGY_PREFIX, ENERGY_SUFFIX = "energy_", "_pj"
-LOG_RATIO = 30.0  # a cost axis spanning more than this factor is drawn in log scale
-
-
-num = as_float  # a float, NaN for None/bool/strings (shared with analysis.pareto)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:.4g}"
-    return "n/a" if value is None else str(value)
-
-
-def _esc(value: Any) -> str:
-    return html.escape(_fmt(value))
-
-
-def accel_colours(points: Sequence[Mapping]) -> dict[str, str]:
-    names = list(dict.fromkeys(str(p.get("accel")) for p in points))
-    return {name: ACCEL_PALETTE[i % len(ACCEL_PALETTE)] for i, name in enumerate(names)}
 
 
 def param_columns(points: Sequence[Mapping]) -> list[str]:
@@ -65,14 +41,15 @@ def hover_text(p: Mapping, accuracy: str) -> str:
     params = ", ".join(f"{k[len('param.'):]}={_fmt(v)}" for k, v in p.items() if k.startswith("param."))
     lines = [
         f"<b>{_esc(p.get('run'))}</b> ({_esc(p.get('ssl_method'))})",
-        f"gate {_esc(p.get('gate_method'))}: S={_esc(p.get('gate_S'))} b={_esc(p.get('gate_b'))} "
-        f"G={_esc(p.get('gate_G'))} target={_esc(p.get('target_reduction'))}",
+        (f"gate {_esc(p.get('gate_method'))}: S={_esc(p.get('gate_S'))} b={_esc(p.get('gate_b'))} "
+         f"G={_esc(p.get('gate_G'))} target={_esc(p.get('target_reduction'))}") if gate_label(p) != DENSE_LABEL
+        else DENSE_LABEL,
         f"accel {_esc(p.get('accel'))} [{_esc(p.get('accel_model'))}] {_esc(p.get('accel_mode'))}",
     ]
     if params:
         lines.append("params: " + html.escape(params))
     lines.append(f"{html.escape(accuracy)} {_esc(num(p.get(accuracy)))} | time {_esc(num(p.get('time_us')))} us | "
-                 f"energy {_esc(num(p.get('energy_pj')))} pJ")
+                 f"energy {html.escape(si_pj(p.get('energy_pj')))}")
     lines.append(f"speed-up {_esc(num(p.get('speedup')))} | FLOPs reduction {_esc(num(p.get('flops_reduction')))}"
                  f" | point {_esc(p.get('point_id'))}")
     return "<br>".join(lines)
@@ -92,29 +69,24 @@ def front_of(rows: Sequence[Mapping], accuracy: str, cost: str) -> list[Mapping]
     return sorted((r for r, m in zip(rows, mask) if m), key=lambda r: num(r.get(cost)))
 
 
-def _log_axis(values: Iterable[float]) -> bool:
-    v = np.array([x for x in values if math.isfinite(x) and x > 0])
-    return bool(len(v)) and v.max() / v.min() > LOG_RATIO
-
-
 def pareto_figure(points: Sequence[Mapping], accuracy: str) -> go.Figure:
     """Accuracy vs latency and vs energy; every point, and each accelerator's 2-D front as a line."""
-    costs = (("time_us", "latency per image (us)"), ("energy_pj", "energy per image (pJ)"))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{accuracy} vs {label}" for _, label in costs],
+    costs = (("time_us", "latency per image (us)", 1.0), ("energy_pj", "energy per image", PJ))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{accuracy} vs {label}" for _, label, _ in costs],
                         horizontal_spacing=0.08)
     colours = accel_colours(points)
     for accel, rows in by_accel(points).items():
         colour = colours[accel]
-        for col, (cost, _label) in enumerate(costs, start=1):
+        for col, (cost, _label, scale) in enumerate(costs, start=1):
             fig.add_trace(go.Scatter(
-                x=[num(r.get(cost)) for r in rows], y=[num(r.get(accuracy)) for r in rows], mode="markers",
+                x=[num(r.get(cost)) * scale for r in rows], y=[num(r.get(accuracy)) for r in rows], mode="markers",
                 name=accel, legendgroup=accel, showlegend=col == 1,
                 marker=dict(color=colour, size=7, opacity=0.55, line=dict(width=0)),
                 text=[hover_text(r, accuracy) for r in rows], hovertemplate="%{text}<extra></extra>",
             ), row=1, col=col)
             front = front_of(rows, accuracy, cost)
             fig.add_trace(go.Scatter(
-                x=[num(r.get(cost)) for r in front], y=[num(r.get(accuracy)) for r in front], mode="lines+markers",
+                x=[num(r.get(cost)) * scale for r in front], y=[num(r.get(accuracy)) for r in front], mode="lines+markers",
                 name=f"{accel}: Pareto front", legendgroup=accel, showlegend=col == 1,
                 line=dict(color=colour, width=2, shape="hv"),
                 marker=dict(color=colour, size=12, symbol="diamond", line=dict(color="black", width=1)),
@@ -122,10 +94,12 @@ def pareto_figure(points: Sequence[Mapping], accuracy: str) -> go.Figure:
                 hovertemplate="%{text}<extra></extra>",
             ), row=1, col=col)
         # (the front's step line goes from the cheapest point up to the most accurate one)
-    for col, (cost, label) in enumerate(costs, start=1):
-        log = _log_axis(num(p.get(cost)) for p in points)
-        fig.update_xaxes(title_text=label + (" (log)" if log else ""), type="log" if log else "linear", row=1, col=col)
-        fig.update_yaxes(title_text=accuracy, row=1, col=col)
+    for col, (cost, label, scale) in enumerate(costs, start=1):
+        log = log_axis(num(p.get(cost)) for p in points)
+        axis = energy_axis(label) if scale == PJ else dict(title_text=label)
+        axis["title_text"] += " (log)" if log else ""
+        fig.update_xaxes(type="log" if log else "linear", row=1, col=col, **axis)
+        fig.update_yaxes(title_text=accuracy, range=fitted_range(num(p.get(accuracy)) for p in points), row=1, col=col)
     fig.update_layout(template=TEMPLATE, height=520, title="Accuracy vs cost: every point, and the non-dominated "
                       "front per accelerator (diamonds)", legend=dict(groupclick="togglegroup"))
     return fig
@@ -231,13 +205,14 @@ def layer_bars_figure(chosen: Sequence[Mapping], layers_by_point: Mapping[Any, l
     n = max(1, len(chosen))
     titles = []
     for p in chosen:
-        label = (f"{p.get('accel')}: {p.get('run')} (S={_fmt(p.get('gate_S'))}, b={_fmt(p.get('gate_b'))}, "
-                 f"{accuracy}={_fmt(num(p.get(accuracy)))})")
-        titles += [f"{label}: cycles per layer", "energy per layer by component (pJ)"]
-    fig = make_subplots(rows=n, cols=2, subplot_titles=titles or None, horizontal_spacing=0.07,
-                        vertical_spacing=min(0.12, 0.5 / n))
-    components = energy_components([r for p in chosen for r in layers_by_point.get(p.get("point_id"), [])])
-    comp_colour = {c: COMPONENT_PALETTE[i % len(COMPONENT_PALETTE)] for i, c in enumerate(components)}
+        label = f"{p.get('accel')}: {p.get('run')}, {gate_label(p)}, {accuracy}={_fmt(num(p.get(accuracy)))}"
+        titles += [wrap_title(f"{label}: cycles per layer"), wrap_title(f"{p.get('accel')}: energy per layer by "
+                                                                        "component")]
+    fig = make_subplots(rows=n, cols=2, subplot_titles=titles or None, horizontal_spacing=0.09,
+                        vertical_spacing=min(0.12, 0.6 / n))
+    fig.update_annotations(font_size=12)
+    components = by_family(energy_components([r for p in chosen for r in layers_by_point.get(p.get("point_id"), [])]))
+    comp_colour = component_colours(components)
     for i, p in enumerate(chosen, start=1):
         rows = ordered_layers(layers_by_point.get(p.get("point_id"), []))
         names = [str(r.get("layer")) for r in rows]
@@ -259,15 +234,18 @@ def layer_bars_figure(chosen: Sequence[Mapping], layers_by_point: Mapping[Any, l
                                      hovertemplate="%{x}<br>dense total %{y:.4g} cycles<extra></extra>"), row=i, col=1)
         for comp in components:
             label = comp[len(ENERGY_PREFIX):-len(ENERGY_SUFFIX)]
-            fig.add_trace(go.Bar(x=names, y=[num(r.get(comp)) for r in rows], name=f"energy: {label}",
-                                 legendgroup=comp, showlegend=first, marker_color=comp_colour[comp],
-                                 hovertemplate=f"%{{x}}<br>{html.escape(label)} %{{y:.4g}} pJ<extra></extra>"),
+            family = component_family(label)
+            fig.add_trace(go.Bar(x=names, y=[num(r.get(comp)) * PJ for r in rows], name=f"energy: {label}",
+                                 legendgroup=f"energy: {family}", showlegend=first, marker_color=comp_colour[comp],
+                                 legendgrouptitle_text=f"energy: {FAMILIES[family][0]}",
+                                 hovertemplate=f"%{{x}}<br>{html.escape(label)} %{{y:.3s}}J<extra></extra>"),
                           row=i, col=2)
         fig.update_yaxes(title_text="cycles / image", row=i, col=1)
-        fig.update_yaxes(title_text="pJ / image", row=i, col=2)
+        fig.update_yaxes(row=i, col=2, **energy_axis("energy / image"))
         fig.update_xaxes(tickangle=-60, tickfont=dict(size=9), row=i, col=1)
         fig.update_xaxes(tickangle=-60, tickfont=dict(size=9), row=i, col=2)
-    fig.update_layout(template=TEMPLATE, barmode="stack", height=200 + 380 * n,
+    fig.update_layout(template=TEMPLATE, barmode="stack", height=200 + 400 * n, margin=dict(t=130),
+                      legend=dict(groupclick="toggleitem"),
                       title="Per-layer cycles and energy of a representative point per accelerator "
                             "(fastest point within 0.01 of the accelerator's best accuracy, or --point)")
     return fig
@@ -364,7 +342,7 @@ def speedup_figure(points: Sequence[Mapping], layers_by_point: Mapping[Any, list
         values[1] += lx + ly
     for col in (1, 2):
         # a layer with nearly every gate closed can reach a 1000x FLOPs reduction: log axes then
-        log = _log_axis(values[col - 1] + [1.0])
+        log = log_axis(values[col - 1] + [1.0])
         fig.add_trace(go.Scatter(x=[1.0, top[col - 1]], y=[1.0, top[col - 1]], mode="lines",
                                  name="ideal: speed-up = FLOPs reduction", legendgroup="ideal", showlegend=col == 1,
                                  line=dict(color="grey", dash="dash"), hoverinfo="skip"), row=1, col=col)
@@ -374,73 +352,4 @@ def speedup_figure(points: Sequence[Mapping], layers_by_point: Mapping[Any, list
                          type="log" if log else "linear", row=1, col=col)
     fig.update_layout(template=TEMPLATE, height=520, title="FLOPs reduction vs realised speed-up per accelerator",
                       legend=dict(groupclick="togglegroup"))
-    return fig
-
-
-# --------------------------------------------------------------------------------------------
-# Training curves
-# --------------------------------------------------------------------------------------------
-def read_metrics(path: Path) -> tuple[list[dict], int]:
-    """Events of a ``metrics.jsonl`` and the number of lines that did not parse (a run still
-    writing may end in a cut line)."""
-    events, bad = [], 0
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                bad += 1
-                continue
-            if isinstance(obj, dict):
-                events.append(obj)
-            else:
-                bad += 1
-    return events, bad
-
-
-def curves_of(events: Iterable[Mapping]) -> dict[str, tuple[list[float], list[float]]]:
-    """``loss``: (epoch, loss) of every "train" event (epoch is fractional within an epoch);
-    ``knn``: (epoch, top1) of every "knn" event."""
-    loss: tuple[list[float], list[float]] = ([], [])
-    knn: tuple[list[float], list[float]] = ([], [])
-    for e in events:
-        kind = e.get("event")
-        if kind == "train" and math.isfinite(num(e.get("epoch"))) and math.isfinite(num(e.get("loss"))):
-            loss[0].append(num(e["epoch"]))
-            loss[1].append(num(e["loss"]))
-        elif kind == "knn":
-            top1 = num(e.get("top1", e.get("knn_top1")))
-            if math.isfinite(num(e.get("epoch"))) and math.isfinite(top1):
-                knn[0].append(num(e["epoch"]))
-                knn[1].append(top1)
-    return {"loss": loss, "knn": knn}
-
-
-def training_figure(curves: Mapping[str, Mapping[str, tuple[list[float], list[float]]]],
-                    missing: Sequence[str] = ()) -> go.Figure:
-    """Loss and kNN top-1 per epoch, one colour per run (clicking a run in the legend toggles both)."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
-                        subplot_titles=["SSL training loss", "kNN top-1 (monitor)"])
-    for i, (run, c) in enumerate(curves.items()):
-        colour = RUN_PALETTE[i % len(RUN_PALETTE)]
-        fig.add_trace(go.Scatter(x=c["loss"][0], y=c["loss"][1], mode="lines", name=run, legendgroup=run,
-                                 line=dict(color=colour, width=1.5),
-                                 hovertemplate=f"{html.escape(run)}<br>epoch %{{x:.2f}}<br>loss %{{y:.4f}}"
-                                               "<extra></extra>"),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(x=c["knn"][0], y=c["knn"][1], mode="lines+markers", name=run, legendgroup=run,
-                                 showlegend=False, line=dict(color=colour, width=1.5), marker=dict(size=5),
-                                 hovertemplate=f"{html.escape(run)}<br>epoch %{{x}}<br>kNN top-1 %{{y:.4f}}"
-                                               "<extra></extra>"),
-                      row=1, col=2)
-    fig.update_xaxes(title_text="epoch", row=1, col=1)
-    fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_yaxes(title_text="loss", row=1, col=1)
-    fig.update_yaxes(title_text="top-1", row=1, col=2)
-    title = f"Training curves of {len(curves)} runs"
-    if missing:
-        title += f" ({len(missing)} runs without metrics.jsonl left out)"
-    fig.update_layout(template=TEMPLATE, height=560, title=title, legend=dict(font=dict(size=9)))
     return fig

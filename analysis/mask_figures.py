@@ -85,6 +85,12 @@ def mask_overlay_figure(traces: Mapping[str, Path], images: int = IMAGES_PER_RUN
                 name=f"{label} #{i} {stage}",
                 hovertemplate=f"{label} image {i} {stage}<br>x %{{x:.2f}} y %{{y:.2f}}<br>"
                               "fraction computed %{z:.2f}<extra></extra>"), row=r, col=c)
+    # plotly draws row titles vertically at the right edge, where long run labels ran into each
+    # other and into the colour bar: horizontal, left-aligned, with the colour bar beyond them
+    fig.for_each_annotation(lambda a: a.update(textangle=0, xanchor="left", x=1.01, font_size=11)
+                            if a.textangle == 90 else None)
+    fig.update_traces(colorbar=dict(x=1.2, xanchor="left", len=min(1.0, 600 / max(320, 140 + 150 * len(rows)))),
+                      selector=dict(showscale=True))
     fig.update_xaxes(showticklabels=False, range=[0, 1])
     fig.update_yaxes(showticklabels=False, range=[1, 0])
     title = "Where each run computes: gate maps per stage over the input proxy"
@@ -92,5 +98,5 @@ def mask_overlay_figure(traces: Mapping[str, Path], images: int = IMAGES_PER_RUN
         title += ": no run of this sweep has gate masks in its trace"
     elif left_out:
         title += f" ({left_out} runs without trace gate masks left out)"
-    fig.update_layout(template=TEMPLATE, height=max(320, 140 + 150 * len(rows)), title=title)
+    fig.update_layout(template=TEMPLATE, height=max(320, 140 + 150 * len(rows)), title=title, margin=dict(r=300))
     return fig

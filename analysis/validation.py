@@ -22,9 +22,9 @@ from scipy.stats import spearmanr
 from hwsim.api import simulate_trace
 from hwsim.config import load_config
 from hwsim.models.cpu.model import PATHS   # the cpu model's path codes (its 'path' counter)
+from hwsim.trace.layout import EXECUTION_FILE
 from hwsim.trace.errors import HwsimError
 
-EXECUTION_FILE = "execution.json"
 VERSION = 1
 REQUIRED = ("version", "kind", "device", "threads", "batch", "trace", "layers", "total")
 LAYER_REQUIRED = ("name", "path", "density", "dense_ms", "sparse_ms")

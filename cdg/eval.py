@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cdg.config import load_config
 from cdg.run.rundir import INTERRUPTED, MetricsLog, checkpoint_path
-from hwsim.trace.errors import CliParser, cli_entry
+from hwsim.trace.errors import CliParser, cli_entry, exit_zero
 from hwsim.trace.fileio import atomic_write_json
 from hwsim.trace.layout import METRICS_FILE
 
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     return result
 
 
-def console() -> int:
-    """The ``cdg-eval`` console script: exit status 0 on success (``main`` returns its result,
-    which ``sys.exit`` would print and turn into status 1)."""
-    main()
-    return 0
+console = exit_zero(main)  # the console script (pyproject [project.scripts])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from cdg.data.augment import build_eval_transform
 from cdg.run.builders import load_sources
 from cdg.run.rundir import load_run_config
 from hwsim.trace import load_trace
-from hwsim.trace.errors import CliParser, UserError, cli_entry
+from hwsim.trace.errors import CliParser, UserError, cli_entry, exit_zero
 from hwsim.trace.fileio import atomic_write_bytes
 from hwsim.trace.layout import TRACE_DIR
 from hwsim.trace.mask_maps import stage_gate_maps
@@ -100,10 +100,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return written
 
 
-def console() -> int:
-    """The ``cdg-masks`` console script: exit status 0 on success (``main`` returns the PNG paths)."""
-    main()
-    return 0
+console = exit_zero(main)  # the console script (pyproject [project.scripts])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cdg.run.rundir import INTERRUPTED, checkpoint_path
 from hwsim.trace import TraceWriter
-from hwsim.trace.errors import CliParser, cli_entry
+from hwsim.trace.errors import CliParser, cli_entry, exit_zero
 from hwsim.trace.layout import TRACE_DIR
 
 
@@ -70,11 +70,7 @@ def _model_table(parser, args) -> dict:
     return {"layers": len(rows), "dense_macs": macs}
 
 
-def console() -> int:
-    """The ``cdg-trace`` console script: exit status 0 on success (``main`` returns its result,
-    which ``sys.exit`` would print and turn into status 1)."""
-    main()
-    return 0
+console = exit_zero(main)  # the console script (pyproject [project.scripts])
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from cdg.run.rundir import (
     remove_failed_start,
     run_dir_lock,
 )
-from hwsim.trace.errors import EXIT_INTERRUPTED, CliParser, UserError, cli_entry
+from hwsim.trace.errors import EXIT_INTERRUPTED, CliParser, UserError, cli_entry, exit_zero
 from hwsim.trace.layout import SUMMARY_FILE
 
 
@@ -105,11 +105,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         distributed.cleanup()
 
 
-def console() -> int:
-    """The ``cdg-train`` console script: exit status 0 on success (``main`` returns its result,
-    which ``sys.exit`` would print and turn into status 1)."""
-    main()
-    return 0
+console = exit_zero(main)  # the console script (pyproject [project.scripts])
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ def record_from(run: Run, argv: list[str], result: dict, wall_s: float, threads:
         "steps": result.get("steps", 0), "linear_top1": result.get("linear_top1"), "knn_top1": result.get("knn_top1"),
         "reduction_full": result.get("reduction_full"), "reduction_output": result.get("reduction"),
         "train_macs": {k: v for k, v in result.items() if k.startswith("train_macs")},
+        "per_image_mac_ratio": result.get("per_image_mac_ratio"),  # adaptivity (gated runs)
         "command": "python " + " ".join(argv), "git_commit": git_commit(), "wall_s": round(wall_s, 1),
         "threads": threads, "host": platform.node(), "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

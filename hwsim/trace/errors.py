@@ -120,3 +120,15 @@ def cli_entry(func: F | None = None, *, interrupted: str = "interrupted: nothing
         return wrapper  # type: ignore[return-value]
 
     return decorate(func) if func is not None else decorate
+
+
+def exit_zero(main):
+    """A console-script entry for a ``main`` that returns its result (a summary, the files it
+    wrote): the generated script calls ``sys.exit(entry())``, which would print that result and exit
+    with status 1; the entry returns 0 once ``main`` succeeded (failures exit through ``cli_entry``)."""
+    def entry() -> int:
+        main()
+        return 0
+
+    entry.__name__ = entry.__qualname__ = "console"
+    return entry

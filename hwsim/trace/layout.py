@@ -19,3 +19,4 @@ TRACE_DIR = "trace"
 TRACE_JSON = "trace.json"
 MANIFEST = "MANIFEST.json"
 MASK_DIR = "masks"
+EXECUTION_FILE = "execution.json"  # measured sparse vs dense latency (cdg.execute, docs/execution.md)

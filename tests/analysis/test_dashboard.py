@@ -63,11 +63,13 @@ def write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
             w.writerow({c: _cell(r.get(c)) for c in columns})
 
 
-def write_metrics(run_dir: Path, offset: float) -> None:
+def write_metrics(run_dir: Path, offset: float, gated: bool = False) -> None:
     lines = []
     for i, loss in enumerate(LOSSES):
         epoch = 0.5 * (i + 1)
-        lines.append({"event": "train", "epoch": epoch, "step": 5 * (i + 1), "loss": loss + offset, "lr": 0.1})
+        gate = {"gate_ratio": 0.9 - 0.1 * i, "gate_target": 0.9 - 0.1 * i, "train_macs_ideal": 1e6 * (0.9 - 0.1 * i),
+                "train_macs_performed": 1.1e6} if gated else {}
+        lines.append({"event": "train", "epoch": epoch, "step": 5 * (i + 1), "loss": loss + offset, "lr": 0.1, **gate})
         if epoch == int(epoch):
             lines.append({"event": "epoch", "epoch": int(epoch), "step": 5 * (i + 1), "time_s": 1.0})
             lines.append({"event": "knn", "epoch": int(epoch), "step": 5 * (i + 1), "top1": 0.5 + 0.1 * epoch + offset})
@@ -83,7 +85,7 @@ def make_sweep(tmp_path: Path) -> Path:
     for i, run in enumerate(RUNS):
         d = tmp_path / "runs" / run
         d.mkdir(parents=True)
-        write_metrics(d, offset=0.01 * i)
+        write_metrics(d, offset=0.01 * i, gated=RUNS[run][0] != "none")
         run_paths[run] = str(d)
     points, layers = [], []
     n = 0
@@ -165,9 +167,10 @@ def test_figures_show_the_sweep(tmp_path):
     assert sum(len(t.x) for t in _traces(pareto, "sys")) == 2 * 6
     time_front, energy_front = _traces(pareto, "sys: Pareto front")
     assert list(time_front.x) == [20.0, 40.0] and list(time_front.y) == [0.945, 0.95]
-    assert list(energy_front.x) == [50.0, 60.0, 100.0] and list(energy_front.y) == [0.80, 0.945, 0.95]
+    assert list(energy_front.x) == pytest.approx([50e-12, 60e-12, 100e-12])  # pJ drawn in joules
+    assert list(energy_front.y) == [0.80, 0.945, 0.95]
     gpu_time, gpu_energy = _traces(pareto, "gpu: Pareto front")
-    assert list(gpu_time.x) == [9.0, 10.0] and list(gpu_energy.x) == [25.0, 28.0, 30.0]
+    assert list(gpu_time.x) == [9.0, 10.0] and list(gpu_energy.x) == pytest.approx([25e-12, 28e-12, 30e-12])
     hover = time_front.text[0]
     for part in ("cdg_s0", "cdg", "S=8", "b=1", "accel sys", "clock_mhz=1000"):
         assert part in hover
@@ -363,6 +366,13 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
                         heat: d.querySelectorAll('.hm image').length,
                         axes: d.querySelectorAll('.parcoords .y-axis').length};
             })""")
+            # every subplot title and annotation lies inside its figure (long titles once ran off the left)
+            clipped = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(d => {
+                const f = d.querySelector('.main-svg').getBoundingClientRect();
+                return [...d.querySelectorAll('.annotation-text, .gtitle')].map(a => [a.textContent,
+                    a.getBoundingClientRect()]).filter(([t, r]) => r.width > 0 && (r.left < f.left - 1 ||
+                    r.right > f.right + 1 || r.top < f.top - 1 || r.bottom > f.bottom + 1)).map(([t]) => d.id + ': ' + t);
+            })""")
             # hovering a Pareto front diamond shows the run and its gate structure
             # (plotly's drag layer takes the mouse events and finds the nearest point itself)
             box = page.locator("#fig-pareto .scatterlayer .trace:nth-child(2) path.point").first.bounding_box()
@@ -375,6 +385,7 @@ def test_dashboard_renders_in_headless_chromium(tmp_path):
     errors = [m for m in console if m.startswith(("error", "pageerror"))]
     assert not errors, errors
     assert not external, external
+    assert not clipped, clipped
     by_id = {p["id"]: p for p in plots}
     assert sorted(by_id) == sorted(f"fig-{n}" for n in FIGURES)
     for p in plots:

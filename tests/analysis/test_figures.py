@@ -53,5 +53,5 @@ def test_energy_stack_sums_to_the_layer_total(every_accel_sweep, config):
     rows = figures.ordered_layers(by_point[point["point_id"]])
     for i, row in enumerate(rows):
         stacked = sum(t.y[i] for t in stacks)
-        assert stacked == pytest.approx(row["energy_pj"], rel=1e-9), row["layer"]
-    assert sum(sum(t.y) for t in stacks) == pytest.approx(point["energy_pj"], rel=1e-9)
+        assert stacked == pytest.approx(row["energy_pj"] * 1e-12, rel=1e-9), row["layer"]  # drawn in joules
+    assert sum(sum(t.y) for t in stacks) == pytest.approx(point["energy_pj"] * 1e-12, rel=1e-9)

@@ -210,15 +210,20 @@ class DGNetConv(PredictorGatedConv):
             self.spatial_bias.sub_(delta)
             self.channel_fc2.bias.sub_(delta)
 
-    def _predict(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Straight-through (g_s N x 1 x H_d x W_d, g_c N x C_out) of the leader."""
-        tau = self.gate.settings.tau
+    def logits(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The leader's predictor outputs (z_s N x 1 x H_d x W_d, z_c N x C_out): a gate is on
+        where its logit is > 0 in eval (also what the sparse executor decides from)."""
         pooled = spatial_mean(x)
         scale = input_scale(pooled)[:, :, None, None].to(x.dtype)
         pooled_grid = x if grid == tuple(x.shape[-2:]) else F.adaptive_avg_pool2d(x, grid)
         z_s = F.conv2d(pooled_grid / scale, self.spatial_weight.to(x.dtype), self.spatial_bias.view(1).to(x.dtype), padding=1)
         hidden = F.relu(self.channel_bn(self.channel_fc1(pooled.to(self.channel_fc1.weight.dtype))))
-        z_c = self.channel_fc2(hidden)
+        return z_s, self.channel_fc2(hidden)
+
+    def _predict(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Straight-through (g_s N x 1 x H_d x W_d, g_c N x C_out) of the leader."""
+        tau = self.gate.settings.tau
+        z_s, z_c = self.logits(x, grid)
         return gumbel_gate(z_s, tau, self.training), gumbel_gate(z_c, tau, self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
