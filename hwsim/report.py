@@ -41,10 +41,19 @@ def format_table(run: RunResult) -> str:
     return "\n".join(lines)
 
 
+def _cell(fmt: str, width: int, v) -> str:
+    """An undefined ratio (NaN: no gated-off work to realise) prints as ``-``; a rounding residue
+    below the printed precision prints as zero, not ``-0.0%``."""
+    if isinstance(v, float) and math.isnan(v):
+        return f"{'-':>{width}}"
+    text = fmt.format(v)
+    if text.strip().startswith("-") and not text.strip().strip("-0.,%"):
+        text = fmt.format(0.0)
+    return text
+
+
 def _line(cells: list) -> str:
-    """One table row; an undefined ratio (NaN: no gated-off work to realise) prints as ``-``."""
-    return " ".join(f"{'-':>{width}}" if isinstance(v, float) and math.isnan(v) else fmt.format(v)
-                    for (_, fmt, width), v in zip(COLUMNS, cells))
+    return " ".join(_cell(fmt, width, v) for (_, fmt, width), v in zip(COLUMNS, cells))
 
 
 def format_granularity(run: RunResult) -> str:
