@@ -19,16 +19,7 @@ from hwsim.models.systolic.config import SystolicConfig
 from hwsim.trace.errors import HwsimError
 
 CLOCK_MHZ = 1000.0
-HOROWITZ_45NM = {
-    "source": ("M. Horowitz, ISSCC 2014, 45 nm (the table of the shipped systolic configs; SCALE-Sim "
-               "has no energy model): MAC 0.3 pJ, SRAM 1.25/2.5/12.5 pJ per byte at 8 kB/32 kB/1 MB, "
-               "DRAM 20.3 pJ/bit; register file 1x MAC (Eyeriss ratio)"),
-    "process_nm": 45, "mac_pj": 0.3, "rf_access_pj": 0.3, "rf_accesses_per_mac": 3,
-    "sram": [{"kb": 8, "read_pj_per_byte": 1.25, "write_pj_per_byte": 1.25},
-             {"kb": 32, "read_pj_per_byte": 2.5, "write_pj_per_byte": 2.5},
-             {"kb": 1024, "read_pj_per_byte": 12.5, "write_pj_per_byte": 12.5}],
-    "dram_pj_per_bit": 20.3, "static_mw": 0,
-}
+ENERGY = {"table": "horowitz_45nm"}  # SCALE-Sim has no energy model: the shipped configs' cited table
 REQUIRED = ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB", "OfmapSramSzkB", "Dataflow")
 
 
@@ -91,7 +82,7 @@ def load_scalesim_cfg(path: str | os.PathLike) -> SystolicConfig:
         "word_bytes": {"ifmap": 1, "filter": 1, "ofmap": 1},
         "dram": {"bandwidth_gb_s": bandwidth * CLOCK_MHZ / 1000.0},
         "sparse": {"mode": "skip"},
-        "energy": HOROWITZ_45NM,
+        "energy": ENERGY,
     }
     return validate_config(SystolicConfig, data, source)
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import abc
 import math
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from hwsim.trace.errors import HwsimError
+from hwsim.trace.fileio import load_yaml
 from hwsim.trace.strict import scalar_problem
+
+ENERGY_TABLES = Path(__file__).resolve().parent.parent / "energy_tables"  # hwsim/energy_tables/*.yaml
 
 OPERANDS = ("ifmap", "filter", "ofmap")
 
@@ -69,6 +73,19 @@ class Energy(StrictModel):
     dram_write_pj_per_bit: float | None = Field(default=None, gt=0)
     index_pj_per_byte: float | None = Field(default=None, gt=0)
     static_mw: float = Field(ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_table(cls, data: Any) -> Any:
+        """``table: NAME`` takes every field from ``hwsim/energy_tables/NAME.yaml`` (one cited
+        source per node, shared by the configs that name it); fields beside it override."""
+        if not isinstance(data, dict) or "table" not in data:
+            return data
+        name = data["table"]
+        known = sorted(p.stem for p in ENERGY_TABLES.glob("*.yaml"))
+        if not isinstance(name, str) or name not in known:
+            raise ValueError(f"table {name!r}: unknown energy table (known: {', '.join(known)})")
+        return {**load_yaml(ENERGY_TABLES / f"{name}.yaml"), **{k: v for k, v in data.items() if k != "table"}}
 
     @model_validator(mode="after")
     def _sorted(self) -> "Energy":

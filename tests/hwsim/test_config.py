@@ -74,3 +74,33 @@ def test_invalid_yaml_file(tmp_path):
     with pytest.raises(HwsimError) as exc:
         load_config(p)
     assert exc.value.field == "word_bytes.ofmap"
+
+
+def test_energy_table_is_shared_and_fields_beside_it_override():
+    import copy
+
+    from hwsim.config import parse_config
+    from tests.hwsim.helpers import BASE
+
+    data = copy.deepcopy(BASE)
+    data["energy"] = {"table": "horowitz_45nm"}
+    cfg = parse_config(data, "t")
+    assert cfg.energy.mac_pj == 0.3 and cfg.energy.dram_pj_per_bit == 20.3 and "Horowitz" in cfg.energy.source
+    data["energy"] = {"table": "horowitz_45nm", "static_mw": 5.0, "dram_write_pj_per_bit": 22.0}
+    cfg = parse_config(data, "t")
+    assert cfg.energy.static_mw == 5.0 and cfg.energy.dram_write_pj() == 22.0 and cfg.energy.mac_pj == 0.3
+
+
+def test_unknown_energy_table_names_the_field():
+    import copy
+
+    import pytest
+
+    from hwsim.config import parse_config
+    from hwsim.trace.errors import HwsimError
+    from tests.hwsim.helpers import BASE
+
+    data = copy.deepcopy(BASE)
+    data["energy"] = {"table": "tsmc_3nm"}
+    with pytest.raises(HwsimError, match="energy.*unknown energy table.*horowitz_45nm"):
+        parse_config(data, "t")
