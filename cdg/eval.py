@@ -40,9 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("section.key=value overrides go with --config (a run's config is fixed by its checkpoint)")
     if args.config is not None and not args.random_init and args.features == "backbone":
         parser.error("--config has no trained weights: add --random-init or --features raw-pixels")
-    if args.json is not None:
-        if not args.json.strip():
-            parser.error("--json: empty path")
+    if args.json is not None:  # an empty value is refused by CliParser (a path option)
         args.json = Path(args.json)
     return args
 

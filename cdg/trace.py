@@ -56,8 +56,6 @@ def _model_table(parser, args) -> dict:
         parser.error("--model needs --input-size and --out")
     if not 8 <= args.input_size <= 4096:
         parser.error(f"--input-size {args.input_size}: expected 8..4096 pixels")
-    if not args.out.strip():
-        parser.error("--out: empty path")
     from cdg.tracing.any_model import layer_table, load_model  # torch: after the arguments are checked
 
     rows = layer_table(load_model(args.model), args.input_size)

@@ -10,7 +10,7 @@ import sys
 
 from hwsim.config import load_config
 from hwsim.interop.scalesim_cfg import to_scalesim_cfg
-from hwsim.trace.errors import CliParser, HwsimError, cli_entry
+from hwsim.trace.errors import CliParser, cli_entry
 from hwsim.trace.fileio import atomic_write_text
 
 
@@ -20,8 +20,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accel", required=True, help="systolic accelerator YAML")
     parser.add_argument("--out", required=True, help="the .cfg file to write")
     args = parser.parse_args(argv)
-    if not args.out.strip():
-        raise HwsimError("--out", "(path)", "empty path")
     text = to_scalesim_cfg(load_config(args.accel), args.accel)
     atomic_write_text(args.out, text)
     print(f"wrote {args.out}")

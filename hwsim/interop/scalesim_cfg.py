@@ -37,7 +37,7 @@ def _read(path: Path) -> configparser.ConfigParser:
     return parser
 
 
-def _get(parser: configparser.ConfigParser, key: str, source: str) -> str | None:
+def _get(parser: configparser.ConfigParser, key: str) -> str | None:
     for section in parser.sections():
         if parser.has_option(section, key.lower()):
             return parser.get(section, key.lower()).strip()
@@ -45,7 +45,7 @@ def _get(parser: configparser.ConfigParser, key: str, source: str) -> str | None
 
 
 def _number(parser, key: str, source: str, kind=int, default=None):
-    raw = _get(parser, key, source)
+    raw = _get(parser, key)
     if raw is None:
         if default is None:
             raise HwsimError(source, key, "missing")
@@ -62,19 +62,19 @@ def load_scalesim_cfg(path: str | os.PathLike) -> SystolicConfig:
     source = str(path)
     parser = _read(path)
     for key in REQUIRED:
-        if _get(parser, key, source) is None:
+        if _get(parser, key) is None:
             raise HwsimError(source, key, "missing (a SCALE-Sim [architecture_presets] field)")
-    mode = (_get(parser, "InterfaceBandwidth", source) or "CALC").upper()
+    mode = (_get(parser, "InterfaceBandwidth") or "CALC").upper()
     if mode != "CALC":
         raise HwsimError(source, "InterfaceBandwidth", f"{mode}: only CALC is modelled (bandwidth stalls are not)")
-    if (_get(parser, "SparsitySupport", source) or "false").lower() == "true":
+    if (_get(parser, "SparsitySupport") or "false").lower() == "true":
         raise HwsimError(source, "SparsitySupport", "SCALE-Sim's N:M weight sparsity is not modelled")
-    if (_get(parser, "UseRamulatorTrace", source) or "false").lower() == "true":
+    if (_get(parser, "UseRamulatorTrace") or "false").lower() == "true":
         raise HwsimError(source, "UseRamulatorTrace", "Ramulator traces are not modelled")
-    dataflow = _get(parser, "Dataflow", source).lower()
+    dataflow = _get(parser, "Dataflow").lower()
     bandwidth = _number(parser, "Bandwidth", source, float, 10.0)
     data = {
-        "name": _get(parser, "run_name", source) or path.stem, "model": "systolic",
+        "name": _get(parser, "run_name") or path.stem, "model": "systolic",
         "array": {"rows": _number(parser, "ArrayHeight", source), "cols": _number(parser, "ArrayWidth", source)},
         "dataflow": dataflow, "accumulation": "scalesim", "clock_mhz": CLOCK_MHZ,
         "sram_kb": {"ifmap": _number(parser, "IfmapSramSzkB", source), "filter": _number(parser, "FilterSramSzkB", source),
