@@ -155,6 +155,22 @@ def execute(run: Run, runs_dir: Path, results: Path, threads: int, extra: list[s
     return record
 
 
+def reuse_pilot_dense(run: Run, results: Path) -> dict | None:
+    """The main phase's dense arm is the pilot's dense arm: the same command (config, seed, budget,
+    no gate), so its record is reused, marked as such, instead of training the same network twice."""
+    if run.phase != "main" or run.arm != "dense":
+        return None
+    pilot = Run("pilot", run.dataset, "dense", run.seed, run.epochs).record_path(results)
+    if not pilot.exists():
+        return None
+    record = json.loads(pilot.read_text())
+    if record.get("budget_epochs") != run.epochs:
+        return None
+    record.update(phase="main", reused_from=str(pilot.relative_to(results)))
+    atomic_write_json(run.record_path(results), record)
+    return record
+
+
 def commit_record(path: Path, message: str, tries: int = 6) -> bool:
     """Commit only ``path``; retried, since another git command (a merge) may hold the index."""
     for attempt in range(tries):
@@ -206,7 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     for count, run in enumerate(todo[: args.max_runs] if args.max_runs else todo, 1):
         label = f"{run.phase}/{run.dataset}/{run.run_id}"
         print(f"[{count}/{len(todo)}] {label} ...", file=sys.stderr, flush=True)
-        record = execute(run, args.runs_dir, args.results, args.threads, args.overrides)
+        record = reuse_pilot_dense(run, args.results) if not args.overrides else None
+        if record is not None:
+            print(f"  the pilot's identical run: {record['reused_from']}", file=sys.stderr, flush=True)
+        else:
+            record = execute(run, args.runs_dir, args.results, args.threads, args.overrides)
         print(f"  linear {record['linear_top1']:.4f} knn {record['knn_top1']:.4f} in {record['wall_s']:.0f} s",
               file=sys.stderr, flush=True)
         if args.commit:

@@ -85,3 +85,17 @@ def test_pilot_verdict_needs_the_gap_and_the_test(tmp_path):
     far = rows + [record("dense", s, 0.84 + 0.002 * s) for s in range(3)]
     assert "**fails**" in "\n".join(stats.pilot_section(close))
     assert "**passes**" in "\n".join(stats.pilot_section(far))
+
+
+def test_main_reuses_the_pilots_identical_dense_run_and_nothing_else(tmp_path):
+    pilot = evidence.Run("pilot", "digits", "dense", 0, 1)
+    path = pilot.record_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"phase": "pilot", "arm": "dense", "seed": 0, "budget_epochs": 1, "linear_top1": 0.5}))
+    main_dense = evidence.Run("main", "digits", "dense", 0, 1)
+    record = evidence.reuse_pilot_dense(main_dense, tmp_path)
+    assert record["phase"] == "main" and record["reused_from"] == "pilot/digits/dense_s0.json"
+    assert json.loads(main_dense.record_path(tmp_path).read_text())["linear_top1"] == 0.5
+    assert evidence.reuse_pilot_dense(evidence.Run("main", "digits", "dense", 0, 3), tmp_path) is None  # other budget
+    assert evidence.reuse_pilot_dense(evidence.Run("main", "digits", "dense", 1, 1), tmp_path) is None  # no pilot run
+    assert evidence.reuse_pilot_dense(evidence.Run("main", "digits", "cdg", 0, 1, 2.0), tmp_path) is None
