@@ -96,6 +96,18 @@ def pilot_section(records: list[dict]) -> list[str]:
     return lines
 
 
+def adaptivity(rows: list[dict]) -> str:
+    """Mean over runs of the per-image MAC ratio's std and 5-95 % range (full convention): how
+    much a method's cost varies with the input (``-`` for dense, which has no gates)."""
+    dists = [r["per_image_mac_ratio"]["full"] for r in rows if (r.get("per_image_mac_ratio") or {}).get("full")]
+    if not dists:
+        return "-"
+    std = sum(d["std"] for d in dists) / len(dists)
+    lo = sum(d["quantiles"]["q05"] for d in dists) / len(dists)
+    hi = sum(d["quantiles"]["q95"] for d in dists) / len(dists)
+    return f"{std:.4f} ({lo:.3f}-{hi:.3f})"
+
+
 def main_section(records: list[dict]) -> list[str]:
     lines = []
     for dataset in sorted({r["dataset"] for r in records}):
@@ -104,8 +116,9 @@ def main_section(records: list[dict]) -> list[str]:
         raw_p = {b: welch(cdg, pct(_select(rows, arm=b), "linear_top1")) for b in BASELINES}
         adjusted = holm(raw_p)
         lines += [f"**{dataset}**", "", "| method | runs | reduction (full) | reduction (output only) | linear top-1 (%) | "
-                  "kNN top-1 (%) | training MACs per step, ideal / performed | p vs CDG (Welch) | Holm |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "kNN top-1 (%) | training MACs per step, ideal / performed | per-image MAC ratio, std (q05-q95) | "
+                  "p vs CDG (Welch) | Holm |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for arm in ("dense", "cdg", *BASELINES):
             arm_rows = _select(rows, arm=arm)
             macs = [r["train_macs"]["train_macs_ideal_full_per_step"] / r["train_macs"]["train_macs_performed_per_step"]
@@ -115,7 +128,7 @@ def main_section(records: list[dict]) -> list[str]:
             p = raw_p.get(arm)
             lines.append(f"| {arm} | {len(arm_rows)} | {mean_sd(red_full)} | {mean_sd(red_out)} | "
                          f"{mean_sd(pct(arm_rows, 'linear_top1'))} | {mean_sd(pct(arm_rows, 'knn_top1'))} | "
-                         f"{mean_sd(macs, 3)} | {fmt_p(p)} | {fmt_p(adjusted.get(arm))} |")
+                         f"{mean_sd(macs, 3)} | {adaptivity(arm_rows)} | {fmt_p(p)} | {fmt_p(adjusted.get(arm))} |")
         dense = pct(_select(rows, arm="dense"), "linear_top1")
         lines += ["", f"CDG vs dense, equivalence within ±{EQUIVALENCE_MARGIN:g} point (TOST): p = {fmt_p(tost(cdg, dense))}", ""]
     return lines

@@ -99,3 +99,15 @@ def test_main_reuses_the_pilots_identical_dense_run_and_nothing_else(tmp_path):
     assert evidence.reuse_pilot_dense(evidence.Run("main", "digits", "dense", 0, 3), tmp_path) is None  # other budget
     assert evidence.reuse_pilot_dense(evidence.Run("main", "digits", "dense", 1, 1), tmp_path) is None  # no pilot run
     assert evidence.reuse_pilot_dense(evidence.Run("main", "digits", "cdg", 0, 1, 2.0), tmp_path) is None
+
+
+def test_main_table_reports_each_methods_per_image_spread():
+    def record(arm, seed, top1, std):
+        dist = {"std": std, "quantiles": {"q05": 0.4, "q95": 0.6}} if arm != "dense" else None
+        return {"phase": "main", "dataset": "d", "arm": arm, "seed": seed, "linear_top1": top1, "knn_top1": top1,
+                "reduction_full": 2.0, "reduction_output": 1.9, "train_macs": {},
+                "per_image_mac_ratio": {"full": dist} if dist else None}
+    rows = [record(a, s, 0.6 + 0.01 * s, 0.01 * (1 + s)) for a in ("dense", "cdg", "cgnet", "fbs", "dgnet") for s in range(3)]
+    table = "\n".join(stats.main_section(rows))
+    assert "| cdg | 3 |" in table and "0.0200 (0.400-0.600)" in table
+    assert table.splitlines()[4].split("|")[7].strip() == "-"  # dense: no gates, no spread
