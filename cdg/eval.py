@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from cdg.config import load_config
 from cdg.run.rundir import INTERRUPTED, MetricsLog, checkpoint_path
 from hwsim.trace.errors import CliParser, cli_entry, exit_zero
@@ -34,10 +36,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-log", action="store_true", help="do not append to the run's metrics.jsonl")
     parser.add_argument("--json", default=None, help="also write the result to this JSON file")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value",
-                        help="config overrides (with --config only)")
+                        help="config overrides; with --run/--checkpoint only the probe's own eval.* keys "
+                             "(e.g. eval.linear_lr=0.01: a probe-sensitivity check on the same weights)")
     args = parser.parse_args(argv)
-    if args.overrides and args.config is None:
-        parser.error("section.key=value overrides go with --config (a run's config is fixed by its checkpoint)")
+    if args.config is None:
+        for item in args.overrides:
+            key, sep, _ = item.partition("=")
+            if not sep or not key.startswith("eval."):
+                parser.error(f"override {item!r}: with --run/--checkpoint only eval.key=value is allowed "
+                             "(the rest of a run's config is fixed by its checkpoint)")
     if args.config is not None and not args.random_init and args.features == "backbone":
         parser.error("--config has no trained weights: add --random-init or --features raw-pixels")
     if args.json is not None:  # an empty value is refused by CliParser (a path option)
@@ -68,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         source = str(args.config)
     else:
         source = args.checkpoint or checkpoint_path(args.run)
-        trained = load_trained(source, values, weights=not args.random_init)
+        probe = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.overrides)}
+        trained = load_trained(source, {**values, **probe}, weights=not args.random_init)
     cfg, payload, device = trained.cfg, trained.payload, trained.device
     encoder = RawPixels() if args.features == "raw-pixels" else trained.model.backbone
     encoder = encoder.to(device)

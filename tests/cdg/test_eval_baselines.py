@@ -42,7 +42,7 @@ def test_seed_changes_the_random_init():
 
 @pytest.mark.parametrize("argv, message", [
     (["--config", "configs/digits_simclr.yaml"], "add --random-init or --features raw-pixels"),
-    (["--run", "runs/none", "train.seed=1"], "overrides go with --config"),
+    (["--run", "runs/none", "train.seed=1"], "only eval.key=value is allowed"),
     (["--config", "configs/digits_simclr.yaml", "--random-init", "--json", ""], "--json: empty path"),
 ])
 def test_bad_command_lines_are_one_line(argv, message, capsys):
@@ -51,3 +51,12 @@ def test_bad_command_lines_are_one_line(argv, message, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_runs_probe_settings_can_change_and_nothing_else(tmp_path):
+    train.main(tiny(tmp_path, "r", "eval.linear_epochs=0"))
+    run = str(tmp_path / "r")
+    base = cdg_eval.main(["--run", run, "--no-log", "eval.linear_epochs=2", "eval.linear_lr=0.01"])
+    other = cdg_eval.main(["--run", run, "--no-log", "eval.linear_epochs=2", "eval.linear_lr=1.0"])
+    assert "linear_top1" in base and base["knn_top1"] == other["knn_top1"]  # same weights, same features
+    assert base["linear_top1"] != other["linear_top1"] or base["linear_top5"] != other["linear_top5"]
