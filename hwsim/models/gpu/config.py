@@ -3,7 +3,8 @@
 Figures in the shipped
 YAML files come from NVIDIA's A100 / H100 whitepapers and datasheets; this class only checks
 that a combination can exist (a tile that fits shared memory, an MMA-aligned tile, compact mode
-with the costs it needs).
+with the costs it needs). The optional ``sustained_clock_mhz``, ``tensor_efficiency``, ``tactics``
+and ``l2.model`` serve absolute numbers (docs/hwsim-gpu.md section 8); absent, nothing changes.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hwsim.trace.errors import HwsimError
 
 # FP16/BF16 mma.sync shape m16n8k16 (PTX ISA): a thread-block tile is a whole number of them
 MMA_M, MMA_N, MMA_K = 16, 8, 16
+MAX_SPLIT_K = 64   # beyond this a split-K grid is a configuration mistake, not a tactic
 
 
 class Tile(StrictModel):
@@ -115,8 +117,8 @@ class GPUConfig(AccelConfig):
             for i, t in enumerate(self.tactics.tiles):
                 self._check_tile(source, t, f"tactics.tiles.{i}")
             for s in self.tactics.split_k:
-                if s < 1:
-                    raise HwsimError(source, "tactics.split_k", f"{s} is not a split of the reduction (>= 1)")
+                if not 1 <= s <= MAX_SPLIT_K:
+                    raise HwsimError(source, "tactics.split_k", f"{s} is not a split of the reduction (1..{MAX_SPLIT_K})")
         if self.sustained_clock_mhz is not None and self.sustained_clock_mhz > self.clock_mhz:
             raise HwsimError(source, "sustained_clock_mhz",
                              f"{self.sustained_clock_mhz} MHz exceeds clock_mhz = {self.clock_mhz} (boost)")

@@ -14,6 +14,11 @@ Modes (``sparse.mode``): ``dense`` ignores the gates; ``predicated`` is the dens
 conditional k-loop skipped inside inactive tiles (they still take a slot); ``compact`` runs a
 base kernel over every tile, a gather kernel that lists the active tiles, and a conditional
 kernel over only those, scatter-adding partial sums. Per-image figures are the batch's / batch.
+
+Absolute numbers (optional fields): rates scale with ``sustained_clock_mhz`` and
+``tensor_efficiency``; with ``tactics`` each layer runs the fastest of several tiles and split-K
+factors, as a tuned library picks its kernels; ``l2.model: smooth`` replaces the all-or-nothing
+L2 re-read by a hit fraction.
 """
 from __future__ import annotations
 

@@ -96,6 +96,7 @@ def test_smooth_l2_equals_step_when_the_layer_fits_and_has_no_cliff():
     ({"tactics": {"tiles": [{"m": 16, "n": 16, "k": 8}]}}, "tactics.tiles.0.k"),
     ({"tactics": {"tiles": [{"m": 512, "n": 512, "k": 64}]}}, "tactics.tiles.0"),
     ({"tactics": {"tiles": [TILE16], "split_k": [0]}}, "tactics.split_k"),
+    ({"tactics": {"tiles": [TILE16], "split_k": [65]}}, "tactics.split_k"),
     ({"tactics": {"tiles": [TILE16], "stages": 2}}, "tactics.stages"),
 ])
 def test_bad_new_fields_name_the_field(changes, field):
