@@ -35,7 +35,7 @@ def direct_figures(work: LayerWorkload, cfg: GPUConfig, counter_keys: tuple[str,
                          "set it from the GPU's non-tensor FP16 peak")
     g, wb, B = work.gemm, cfg.word_bytes, cfg.batch
     macs = float(B * g.E * g.M * g.K * work.groups)
-    compute = macs / (cfg.sms * cfg.cuda_core_macs_per_sm_cycle)
+    compute = macs / (cfg.sms * cfg.cuda_core_macs_per_sm_cycle * cfg.clock_scale())
     dram = {"dram_ifmap_read": float(B * g.ifmap_footprint() * work.groups * wb.ifmap),
             "dram_filter_read": float(g.K * g.M * work.groups * wb.filter),
             "dram_ofmap_write": float(B * g.E * g.M * work.groups * wb.ofmap), "dram_mask_read": 0.0}

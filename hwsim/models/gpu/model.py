@@ -14,6 +14,11 @@ Modes (``sparse.mode``): ``dense`` ignores the gates; ``predicated`` is the dens
 conditional k-loop skipped inside inactive tiles (they still take a slot); ``compact`` runs a
 base kernel over every tile, a gather kernel that lists the active tiles, and a conditional
 kernel over only those, scatter-adding partial sums. Per-image figures are the batch's / batch.
+
+Absolute numbers (optional fields): rates scale with ``sustained_clock_mhz`` and
+``tensor_efficiency``; with ``tactics`` each layer runs the fastest of several tiles and split-K
+factors, as a tuned library picks its kernels; ``l2.model: smooth`` replaces the all-or-nothing
+L2 re-read by a hit fraction.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from hwsim.workload import LayerWorkload
 
 COUNTERS = ("tiles", "tiles_active", "waves", "resident_per_sm", "idle_sm_fraction", "kernels",
             "l2_fits", "tile_compute_bound", "dram_bound", "tensor_macs", "direct_path")
+SPLIT_PSUM_BYTES = 4   # split-K partial sums: FP32, the tensor-core accumulator type
 # the skip unit is the thread-block tile's conditional k-loop: tiles / tiles with an output on
 LOSS_COLUMNS = LossColumns(skip_units="tiles", units_run="tiles_active")
 
@@ -55,13 +61,28 @@ class Grid:
     filter_cond: float
     ofmap: float
     l2_fits: bool
+    hit: float         # fraction of a column pass's ifmap re-read served by L2 (step: 1 or 0)
+    split: int = 1     # split-K slices per output tile (ungated dense layers, ``tactics.split_k``)
 
     @property
     def tiles(self) -> int:
-        return self.tm * self.tn
+        return self.tm * self.tn * self.split
 
 
-def _grid(work: LayerWorkload, cfg: GPUConfig) -> Grid:
+def _l2_hit(cfg: GPUConfig, ifmap: float, filt: float, ofmap: float, tn: int) -> tuple[bool, float]:
+    """(layer fits L2, hit fraction of a column pass's ifmap re-read). ``step``: the whole layer
+    fits or every pass re-reads from DRAM. ``smooth``: between two passes over a row tile the
+    L2 sees the ifmap plus one column's filter and outputs (the reuse distance D); a fraction
+    min(1, L2 / D) of the re-read still hits (random-replacement estimate, no cliff)."""
+    cap = cfg.l2.mb * 2**20
+    fits = ifmap + filt + ofmap <= cap
+    if cfg.l2.model == "step":
+        return fits, 1.0 if fits else 0.0
+    reuse = ifmap + (filt + ofmap) / tn
+    return fits, min(1.0, cap / reuse)
+
+
+def _grid(work: LayerWorkload, cfg: GPUConfig, split: int = 1) -> Grid:
     g, spec, t, wb = work.gemm, work.spec, cfg.tile, cfg.word_bytes
     B = cfg.batch
     groups = work.groups
@@ -70,12 +91,14 @@ def _grid(work: LayerWorkload, cfg: GPUConfig) -> Grid:
     filt = g.K * g.M * groups * wb.filter
     ofmap = B * g.E * g.M * groups * wb.ofmap
     tn = groups * math.ceil(g.M / t.n)
+    fits, hit = _l2_hit(cfg, ifmap, filt, ofmap, tn)
     return Grid(
         B=B, rows=B * g.E, cols=g.M * groups, tm=math.ceil(B * g.E / t.m), tn=tn,
-        it_full=math.ceil(g.K / t.k), it_base=math.ceil(g.K_base / t.k), it_cond=math.ceil(g.K_cond / t.k),
+        it_full=math.ceil(math.ceil(g.K / t.k) / split), it_base=math.ceil(g.K_base / t.k),
+        it_cond=math.ceil(g.K_cond / t.k),
         K=g.K, K_base=g.K_base, ifmap_base=ifmap * base_frac, ifmap_cond=ifmap * (1 - base_frac),
         filter_base=g.K_base * g.M * groups * wb.filter, filter_cond=(g.K - g.K_base) * g.M * groups * wb.filter,
-        ofmap=ofmap, l2_fits=ifmap + filt + ofmap <= cfg.l2.mb * 2**20,
+        ofmap=ofmap, l2_fits=fits, hit=hit, split=split,
     )
 
 
@@ -86,11 +109,12 @@ def _residency(cfg: GPUConfig, tiles: int) -> int:
 
 def _tile_cycles(cfg: GPUConfig, resident: int, iters: int, extra_bytes: float) -> tuple[float, bool]:
     """Roofline of one tile on a slot (1/resident of an SM): tensor work vs operand + output
-    bytes at the SM's share of L2 bandwidth, plus the pipeline latency. -> (cycles, compute-bound)."""
-    t, wb = cfg.tile, cfg.word_bytes
-    compute = iters * t.m * t.n * t.k * resident / cfg.tensor_macs_per_sm_cycle
-    mem = (iters * t.k * (t.m * wb.ifmap + t.n * wb.filter) + extra_bytes) * resident * cfg.sms / cfg.l2.bytes_per_cycle
-    return max(compute, mem) + cfg.tile_latency_cycles, compute >= mem
+    bytes at the SM's share of L2 bandwidth, plus the pipeline latency. -> (cycles, compute-bound).
+    Rates are per ``clock_mhz`` cycle: scaled by the sustained clock and the tensor efficiency."""
+    t, wb, f = cfg.tile, cfg.word_bytes, cfg.clock_scale()
+    compute = iters * t.m * t.n * t.k * resident / (cfg.tensor_macs_per_sm_cycle * cfg.tensor_efficiency * f)
+    mem = (iters * t.k * (t.m * wb.ifmap + t.n * wb.filter) + extra_bytes) * resident * cfg.sms / (cfg.l2.bytes_per_cycle * f)
+    return max(compute, mem) + cfg.tile_latency_cycles / f, compute >= mem
 
 
 def _dram_bpc(cfg: GPUConfig) -> float:
@@ -112,7 +136,8 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
     res = _residency(cfg, T)
     slots = cfg.sms * res
     out_tile = t.m * t.n * wb.ofmap
-    t_on, cb_on = _tile_cycles(cfg, res, grid.it_full, out_tile)
+    split_psum = 2 * t.m * t.n * SPLIT_PSUM_BYTES if grid.split > 1 else 0   # split-K partials, read + write
+    t_on, cb_on = _tile_cycles(cfg, res, grid.it_full, out_tile + split_psum)
     t_off, cb_off = _tile_cycles(cfg, res, grid.it_base, out_tile)
     if mode == "compact":
         t_on = t_off   # the first kernel runs the base part of every tile
@@ -125,8 +150,12 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
     figs = []
     for j in range(flags.shape[0]):
         A = int(n_act[j])
-        reread = 1 if grid.l2_fits else grid.tn
-        cond_share = rows_act[j] / grid.tm if grid.l2_fits else A / grid.tm
+        if cfg.l2.model == "step":
+            reread = 1 if grid.l2_fits else grid.tn
+            cond_share = rows_act[j] / grid.tm if grid.l2_fits else A / grid.tm
+        else:
+            reread = 1 + (grid.tn - 1) * (1 - grid.hit)
+            cond_share = (grid.hit * rows_act[j] + (1 - grid.hit) * A) / grid.tm
         dram = {"dram_ifmap_read": grid.ifmap_base * reread + grid.ifmap_cond * cond_share,
                 "dram_filter_read": grid.filter_base + grid.filter_cond * cols_act[j] / grid.tn,
                 "dram_ofmap_write": grid.ofmap, "dram_mask_read": 0.0}
@@ -146,9 +175,10 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
             l2["l2_psum"] = A * psum_tile
             l2["l2_index"] = 2 * A * sp.index_bytes
             dram_c = grid.ifmap_cond * cond_share + grid.filter_cond * cols_act[j] / grid.tn
-            if not grid.l2_fits:
-                dram_c += A * psum_tile
-                dram["dram_ofmap_write"] += A * psum_tile
+            spill = (0.0 if grid.l2_fits else 1.0) if cfg.l2.model == "step" else 1 - grid.hit
+            if spill:
+                dram_c += spill * A * psum_tile
+                dram["dram_ofmap_write"] += spill * A * psum_tile
             k3 = costs.roofline(span_c, dram_c, bpc)
             cycles = float(span[j]) + gather + span_c
             total = k1 + gather + k3 + 3 * launch
@@ -165,7 +195,11 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
             waves = math.ceil(T / slots)
         l2["l2_ifmap_read"] = iters * t.k * t.m * wb.ifmap
         l2["l2_filter_read"] = iters * t.k * t.n * wb.filter
-        macs = float(outs_act[j] * grid.K + (grid.rows * grid.cols - outs_act[j]) * grid.K_base)
+        if grid.split > 1:
+            l2["l2_psum"] = T * split_psum
+            macs = float(grid.rows * grid.cols * grid.K)     # split-K runs ungated layers only
+        else:
+            macs = float(outs_act[j] * grid.K + (grid.rows * grid.cols - outs_act[j]) * grid.K_base)
         tensor_macs = float(iters * t.m * t.n * t.k)
         dram_total = sum(dram.values())
         l2_total = sum(l2.values())
@@ -179,7 +213,8 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
         traffic = {**dram, **l2}
         counters = {"tiles": float(T), "tiles_active": float(A), "waves": float(waves),
                     "resident_per_sm": float(res), "idle_sm_fraction": max(0.0, 1 - T / cfg.sms),
-                    "kernels": float(kernels), "l2_fits": float(grid.l2_fits),
+                    "kernels": float(kernels),
+                    "l2_fits": float(grid.l2_fits) if cfg.l2.model == "step" else grid.hit,
                     "tile_compute_bound": float(cb_on if A else cb_off), "dram_bound": dram_bound,
                     "tensor_macs": tensor_macs / B, "direct_path": 0.0}
         figs.append(Figures(cycles=cycles / B, total_cycles=total / B, macs=macs / B,
@@ -190,7 +225,33 @@ def _figures_per_batch(grid: Grid, cfg: GPUConfig, flags: np.ndarray, decisions:
 
 
 def _all_on(grid: Grid) -> np.ndarray:
-    return np.ones((1, grid.tn, grid.tm), dtype=np.bool_)
+    return np.ones((1, grid.tn * grid.split, grid.tm), dtype=np.bool_)
+
+
+def _dense_cfg(cfg: GPUConfig) -> GPUConfig:
+    return cfg if cfg.sparse.mode == "dense" else cfg.model_copy(update={"sparse": cfg.sparse.model_copy(
+        update={"mode": "dense"})})
+
+
+def _tactic(work: LayerWorkload, cfg: GPUConfig) -> tuple[GPUConfig, int]:
+    """The (tile, split-K) a tuned library would pick for this layer: the fastest dense one
+    among ``tile`` and ``tactics`` (split-K only for ungated layers). -> (config with that tile, split)."""
+    if cfg.tactics is None:
+        return cfg, 1
+    tiles = [cfg.tile] + [t for t in cfg.tactics.tiles if t != cfg.tile]
+    splits = sorted(set(cfg.tactics.split_k) | {1}) if not work.gated else [1]
+    dense_cfg = _dense_cfg(cfg)
+    best, best_t = (cfg, 1), math.inf
+    for tile in tiles:
+        c = dense_cfg.model_copy(update={"tile": tile})
+        for s in splits:
+            grid = _grid(work, c, s)
+            if s > 1 and grid.it_full * s - math.ceil(work.gemm.K / tile.k) >= grid.it_full:
+                continue     # an empty slice: this split is no split
+            t = _figures_per_batch(grid, c, _all_on(grid), 0)[0].total_cycles
+            if t < best_t:
+                best, best_t = (cfg.model_copy(update={"tile": tile}), s), t
+    return best
 
 
 def _decisions(work: LayerWorkload, B: int) -> int:
@@ -202,9 +263,9 @@ def dense(work: LayerWorkload, cfg: GPUConfig) -> Figures:
     the direct CUDA-core kernel, ``direct.py``)."""
     if uses_direct_path(work, cfg):
         return direct_figures(work, cfg, COUNTERS)
-    dense_cfg = cfg if cfg.sparse.mode == "dense" else cfg.model_copy(update={"sparse": cfg.sparse.model_copy(
-        update={"mode": "dense"})})
-    grid = _grid(work, dense_cfg)
+    cfg, split = _tactic(work, cfg)
+    dense_cfg = _dense_cfg(cfg)
+    grid = _grid(work, dense_cfg, split)
     return _figures_per_batch(grid, dense_cfg, _all_on(grid), 0)[0]
 
 
@@ -215,6 +276,7 @@ def sparse(work: LayerWorkload, cfg: GPUConfig, gate_masks: np.ndarray | None,
     if gate_masks is None or cfg.sparse.mode == "dense":
         d = dense(work, cfg)
         return [d] * (1 if gate_masks is None else gate_masks.shape[0])
+    cfg, _ = _tactic(work, cfg)      # gated layers: split 1, the tile the dense kernel uses
     grid = _grid(work, cfg)
     n = gate_masks.shape[0]
     masks = np.ascontiguousarray(gate_masks.reshape(n, gate_masks.shape[1], -1))
@@ -225,7 +287,7 @@ def sparse(work: LayerWorkload, cfg: GPUConfig, gate_masks: np.ndarray | None,
 
 
 def granularity(work: LayerWorkload, cfg: GPUConfig) -> str:
-    t, mode = cfg.tile, cfg.sparse.mode
+    t, mode = _tactic(work, cfg)[0].tile, cfg.sparse.mode
     if not work.gated:
         return "none (ungated)"
     if mode == "dense":
