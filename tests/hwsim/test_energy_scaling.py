@@ -109,3 +109,11 @@ def test_shipped_configs_use_the_shared_table_at_the_documented_energies(name, o
     read, write = SHIPPED[(name, operand)]
     assert cfg.energy.sram_pj_per_byte(kb, "read") == pytest.approx(read, rel=5e-4)
     assert cfg.energy.sram_pj_per_byte(kb, "write") == pytest.approx(write, rel=5e-4)
+
+
+def test_a_scalesim_cfg_reads_with_the_same_table(tmp_path):
+    from hwsim.interop.scalesim_cfg import to_scalesim_cfg
+
+    path = tmp_path / "a.cfg"
+    path.write_text(to_scalesim_cfg(load_config(ROOT / "accel_configs" / "systolic_32x32_os.yaml"), "a"))
+    assert load_config(path).energy == _table()
