@@ -2,6 +2,7 @@
 
     python scripts/cacti_sram_sweep.py --cacti /tmp/cacti_build/cacti --out tests/data/cacti7_45nm_sram.json \
         --source "CACTI 7.0 source from the hwcomponents-cacti 1.0.40 wheel, built with make opt"
+    python scripts/cacti_sram_sweep.py --check tests/data/cacti7_45nm_sram.json --table horowitz_cacti7_45nm
 
 CACTI itself is not part of this repository: build it from its public source and pass the
 binary (it is run from its own folder, where it finds ``tech_params/``). Every size is one
@@ -11,6 +12,8 @@ SRAM figures are for); the other options follow the CACTI configuration of Accel
 plug-in (``hwcomponents-cacti`` 1.0.40, ``default_cfg.cfg``). The JSON records the full
 configuration template, CACTI's version banner and the binary's SHA-256, so
 ``hwsim/energy_tables/*.yaml`` fits can be traced to it (tests/hwsim/test_energy_scaling.py).
+``--check`` prints how closely a shared energy table prices the sweep's sizes, at the table's
+own sizes and at the others (held out), under each ``sram_scaling``; no CACTI needed.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from hwsim.models.base import ENERGY_TABLES, Energy  # noqa: E402
 from hwsim.trace.errors import HwsimError, cli_entry  # noqa: E402
 from hwsim.trace.fileio import atomic_write_text  # noqa: E402
 
@@ -160,18 +164,54 @@ def sweep(cacti: Path, sizes_kb: list[int], block: int, node_nm: float, jobs: in
             return list(pool.map(lambda kb: run_one(cacti, kb, block, node_nm, Path(tmp)), sizes_kb))
 
 
+def table_accuracy(doc: dict, table: str, scaling: str) -> dict[str, dict[str, float]]:
+    """Relative error of ``table`` (priced with ``scaling``) against the sweep ``doc``, over
+    reads and writes: ``max`` and ``mean`` of |table / CACTI - 1| at the table's sizes and at
+    the held-out ones."""
+    energy = Energy(table=table, sram_scaling=scaling)
+    own = {p.kb for p in energy.sram}
+    groups: dict[str, list[float]] = {"at_table_sizes": [], "held_out": []}
+    for pt in doc["points"]:
+        for kind in ("read", "write"):
+            err = abs(energy.sram_pj_per_byte(pt["kb"], kind) / pt[f"{kind}_pj_per_byte"] - 1)
+            groups["at_table_sizes" if pt["kb"] in own else "held_out"].append(err)
+    return {name: {"n": len(v), "max": max(v), "mean": sum(v) / len(v)} for name, v in groups.items() if v}
+
+
+def check(path: Path, table: str) -> int:
+    known = sorted(t.stem for t in ENERGY_TABLES.glob("*.yaml"))
+    if table not in known:
+        raise HwsimError("--table", table, f"unknown energy table (known: {', '.join(known)})")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HwsimError(str(path), "(file)", f"not a readable sweep JSON ({exc})") from None
+    for scaling in ("log_linear", "power_law"):
+        for name, r in table_accuracy(doc, table, scaling).items():
+            print(f"{table} {scaling:<10} {name:<14} n={r['n']:<3} max {100 * r['max']:.2f} %  "
+                  f"mean {100 * r['mean']:.2f} %")
+    return 0
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cacti", required=True, type=Path, help="a built CACTI 7 binary (run from its folder)")
-    p.add_argument("--out", required=True, type=Path, help="JSON to write")
-    p.add_argument("--source", required=True, help="where the CACTI source came from (recorded in the JSON)")
+    p.add_argument("--cacti", type=Path, help="a built CACTI 7 binary (run from its folder)")
+    p.add_argument("--out", type=Path, help="JSON to write")
+    p.add_argument("--source", help="where the CACTI source came from (recorded in the JSON)")
+    p.add_argument("--check", type=Path, metavar="SWEEP_JSON", help="compare --table with this sweep instead")
+    p.add_argument("--table", default="horowitz_cacti7_45nm", help="energy table for --check")
     p.add_argument("--sizes-kb", nargs="+", type=int, default=[2 ** i for i in range(15)],
                    help="SRAM sizes in kB (1024 bytes); default 1 .. 16384")
     p.add_argument("--block-bytes", type=int, default=8, help="access width in bytes (default 8 = 64 bit)")
     p.add_argument("--node-nm", type=float, default=45.0)
     p.add_argument("--jobs", type=int, default=1, help="CACTI runs at once")
     args = p.parse_args(argv)
+    if args.check is not None:
+        return check(args.check, args.table)
+    for flag in ("cacti", "out", "source"):
+        if getattr(args, flag) is None:
+            raise HwsimError(f"--{flag}", "(missing)", "required to run a sweep (or give --check)")
     if not args.cacti.is_file():
         raise HwsimError("--cacti", str(args.cacti), "no such file")
     if any(kb < 1 for kb in args.sizes_kb) or args.block_bytes < 1 or args.jobs < 1:

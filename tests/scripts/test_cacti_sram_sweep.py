@@ -69,3 +69,13 @@ def test_missing_binary_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cacti_sram_sweep.main(["--cacti", str(tmp_path / "nope"), "--out", str(tmp_path / "o.json"), "--source", "x"])
     assert "--cacti" in capsys.readouterr().err
+
+
+def test_check_prints_each_scaling_and_refuses_an_unknown_table(capsys):
+    sweep = str(REPO / "tests" / "data" / "cacti7_45nm_sram.json")
+    assert cacti_sram_sweep.main(["--check", sweep, "--table", "horowitz_cacti7_45nm"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and {line.split()[1] for line in out} == {"log_linear", "power_law"}
+    with pytest.raises(SystemExit):
+        cacti_sram_sweep.main(["--check", sweep, "--table", "tsmc_3nm"])
+    assert "--table" in capsys.readouterr().err
