@@ -4,9 +4,9 @@ A ``.cfg`` read here becomes a systolic config with SCALE-Sim's counting
 (``accumulation: scalesim``), 1-byte words and its array, SRAM sizes and dataflow, so the compute
 cycles and SRAM/DRAM counts are SCALE-Sim's (docs/hwsim.md, "SCALE-Sim formats"). What a ``.cfg``
 does not hold is filled in and labelled: a 1 GHz clock (SCALE-Sim counts cycles only); DRAM
-bandwidth = ``Bandwidth`` words per cycle at that clock; energy from the Horowitz 45 nm table
-the shipped configs use. ``InterfaceBandwidth: USER`` (stalls from a finite interface) is not
-modelled and is refused; so are SCALE-Sim's sparsity and Ramulator options.
+bandwidth = ``Bandwidth`` words per cycle at that clock; energy from the 45 nm table the shipped
+configs use (``horowitz_cacti7_45nm``). ``InterfaceBandwidth: USER`` (stalls from a finite
+interface) is not modelled and is refused; so are SCALE-Sim's sparsity and Ramulator options.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hwsim.models.systolic.config import SystolicConfig
 from hwsim.trace.errors import HwsimError
 
 CLOCK_MHZ = 1000.0
-ENERGY = {"table": "horowitz_45nm"}  # SCALE-Sim has no energy model: the shipped configs' cited table
+ENERGY = {"table": "horowitz_cacti7_45nm"}  # SCALE-Sim has no energy model: the shipped configs' cited table
 REQUIRED = ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB", "OfmapSramSzkB", "Dataflow")
 
 

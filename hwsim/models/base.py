@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -68,6 +68,7 @@ class Energy(StrictModel):
     rf_access_pj: float = Field(gt=0)
     rf_accesses_per_mac: float = Field(ge=0)
     sram: list[SramEnergyPoint] = Field(min_length=1)
+    sram_scaling: Literal["log_linear", "power_law"] = "log_linear"   # how sizes between entries are priced
     dram_pj_per_bit: float = Field(gt=0)        # one figure for reads and writes, unless split below
     dram_read_pj_per_bit: float | None = Field(default=None, gt=0)
     dram_write_pj_per_bit: float | None = Field(default=None, gt=0)
@@ -103,21 +104,26 @@ class Energy(StrictModel):
         return self.dram_write_pj_per_bit if self.dram_write_pj_per_bit is not None else self.dram_pj_per_bit
 
     def sram_pj_per_byte(self, size_kb: float, kind: str) -> float:
-        """Per-byte access energy of an SRAM of ``size_kb``: log-linear interpolation in size
-        between table points, extrapolated above the largest, clamped below the smallest."""
+        """Per-byte access energy of an SRAM of ``size_kb`` from the ``sram`` entries, clamped
+        below the smallest, extrapolated from the two largest above. ``sram_scaling``:
+        ``log_linear`` = energy linear in log2(size) between entries; ``power_law`` = log(energy)
+        linear in log2(size), i.e. a power law E = E0 * (S / S0)^b on each segment (the shape
+        of CACTI's curve, docs/accel-config.md)."""
         key = "read_pj_per_byte" if kind == "read" else "write_pj_per_byte"
-        pts = [(math.log2(p.kb), getattr(p, key)) for p in self.sram]
+        power = self.sram_scaling == "power_law"
+        pts = [(math.log2(p.kb), math.log2(getattr(p, key)) if power else getattr(p, key)) for p in self.sram]
         if len(pts) == 1:
-            return pts[0][1]
+            return getattr(self.sram[0], key)
         x = math.log2(size_kb)
         if x <= pts[0][0]:
-            return pts[0][1]
+            return getattr(self.sram[0], key)
         if x >= pts[-1][0]:
             (x0, y0), (x1, y1) = pts[-2], pts[-1]
         else:
             i = max(j for j in range(len(pts)) if pts[j][0] <= x)
             (x0, y0), (x1, y1) = pts[i], pts[i + 1]
-        return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        y = y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+        return 2.0 ** y if power else y
 
 
 class AccelConfig(StrictModel):
