@@ -47,25 +47,36 @@ def expected_ceil(n: int, p: float, q: int) -> float:
 
 @lru_cache(maxsize=1024)
 def expected_max_load(m: int, banks: int) -> float:
-    """E[max bank load] of m products each sent to one of ``banks`` banks uniformly at random
-    (exact: a bin-by-bin recursion on the balls left, P(max <= L) for growing L)."""
+    """E[max bank load] of m products each sent to one of ``banks`` banks uniformly at random.
+
+    Exact: P(max <= L) by a bank-by-bank recursion on the products left (the next bank of the b
+    left takes Binomial(r, 1/b) of the r left, at most L), then E[max] = sum over L of
+    P(max > L); P(max <= L) = 0 below ceil(m / banks) (pigeonhole)."""
     if m == 0:
         return 0.0
-    total, level = 0.0, 0
+    lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, m + 1)))])      # log k!
+    r = np.arange(m + 1)[:, None]
+    j = np.arange(m + 1)[None, :]
+    valid = j <= r
+    log_c = np.where(valid, lf[r] - lf[j] - lf[np.clip(r - j, 0, None)], -np.inf)
+    take = np.clip(r - j, 0, None)
+    level = -(-m // banks)
+    total = float(level)
     while True:
         f = np.zeros(m + 1)
-        f[0] = 1.0                                    # no ball left after the last bank
-        for b in range(1, banks + 1):                 # b banks left, each ball in the first with prob 1/b
-            g = np.zeros(m + 1)
-            for r in range(m + 1):
-                pmf = _binom_pmf(r, 1.0 / b)[: level + 1]
-                g[r] = float(np.dot(pmf, f[r - np.arange(pmf.size)]))
-            f = g
-        p_le = f[m]
-        total += 1.0 - p_le                           # E[max] = sum over L of P(max > L)
-        level += 1
-        if 1.0 - p_le < 1e-12 or level >= m:
+        f[0] = 1.0
+        for b in range(1, banks + 1):
+            if b == 1:
+                pmf = np.where(valid & (j == r), 1.0, 0.0)
+            else:
+                pmf = np.exp(log_c + j * math.log(1.0 / b) + (r - j) * math.log1p(-1.0 / b))
+            pmf = np.where(valid & (j <= level), pmf, 0.0)
+            f = (pmf * f[take]).sum(axis=1)
+        tail = 1.0 - float(f[m])
+        if tail < 1e-12 or level >= m:
             return total
+        total += tail
+        level += 1
 
 
 def crossbar_table(cfg: SparsePEConfig) -> np.ndarray:
@@ -89,29 +100,52 @@ def _tiles(size: int, parts: int) -> list[tuple[int, int]]:
     return [(min(size, a * step), min(size, (a + 1) * step)) for a in range(parts)]
 
 
+def _phase_rows(i0: int, i1: int, stride: int, phase: int) -> np.ndarray:
+    rows = np.arange(i0, i1)
+    return rows[rows % stride == phase]
+
+
+def _phases(work: LayerWorkload) -> list[tuple[int, int, int]]:
+    """Stride phases (py, px, weight positions): an activation at row y meets only the weight
+    rows r with (y + pad - r) % stride == 0, so for stride > 1 the PE pairs each phase of its
+    activations with the weights of that phase (no product lands between outputs)."""
+    spec = work.spec
+    (kh, kw), (sh, sw), (ph, pw) = spec.kernel, spec.stride, spec.padding
+    out = []
+    for py in range(sh):
+        nr = sum(1 for r in range(kh) if r % sh == (py + ph) % sh)
+        for px in range(sw):
+            nc = sum(1 for c in range(kw) if c % sw == (px + pw) % sw)
+            out.append((py, px, nr * nc))
+    return out
+
+
 def _act_tile_counts(work: LayerWorkload, cfg: SparsePEConfig, act_masks: np.ndarray | None,
                      act_density: float | None, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Non-zero activations (count, expected I-vector cycles) per image, input channel, tile:
-    (n_c, C, T) each; n_c = 1 when every image is alike."""
-    c_in, h, w = work.spec.in_shape
+    """Non-zero activations (count, expected I-vector cycles) per image, input channel, stride
+    phase, tile: (n_c, C, P, T) each; n_c = 1 when every image is alike."""
+    spec = work.spec
+    c_in, h, w = spec.in_shape
+    sh, sw = spec.stride
     st = cfg.spatial_tile
     lanes = cfg.cartesian.acts
-    ys, xs = _tiles(h, st.rows), _tiles(w, st.cols)
-    npx = np.array([(y1 - y0) * (x1 - x0) for y0, y1 in ys for x0, x1 in xs], dtype=np.int64)
+    cells = [[(_phase_rows(y0, y1, sh, py), _phase_rows(x0, x1, sw, px)) for y0, y1 in _tiles(h, st.rows)
+              for x0, x1 in _tiles(w, st.cols)] for py, px, _ in _phases(work)]
+    npx = np.array([[ys.size * xs.size for ys, xs in row] for row in cells], dtype=np.int64)   # (P, T)
     info = cfg.skip_zero_acts and (act_masks is not None or act_density is not None)
 
     def from_density(d: float):
-        cnt = np.broadcast_to(npx * d, (1, c_in, npx.size)).copy()
-        cyc = np.array([expected_ceil(int(k), d, lanes) for k in npx])
-        return cnt, np.broadcast_to(cyc, (1, c_in, npx.size)).copy()
+        cnt = np.broadcast_to(npx * d, (1, c_in, *npx.shape)).copy()
+        cyc = np.array([[expected_ceil(int(k), d, lanes) for k in row] for row in npx])
+        return cnt, np.broadcast_to(cyc, (1, c_in, *npx.shape)).copy()
 
     if not info:
         return from_density(1.0)
     if act_masks is None:
         return from_density(float(act_density))
     acts = act_masks[:n]
-    cnt = np.stack([acts[:, :, y0:y1, x0:x1].sum(axis=(2, 3)) for y0, y1 in ys for x0, x1 in xs], axis=2)
-    cnt = cnt.astype(float)
+    cnt = np.stack([np.stack([acts[:, :, ys][:, :, :, xs].sum(axis=(2, 3)) for ys, xs in row], axis=2)
+                    for row in cells], axis=2).astype(float)
     cyc = np.ceil(cnt / lanes)
     if acts.shape[0] < n:
         if act_density is not None:
@@ -179,7 +213,6 @@ def partition(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
     c_out = spec.out_shape[0]
     st = cfg.spatial_tile
     cps = st.channels_per_step
-    rs = spec.kernel[0] * spec.kernel[1]
     wd = 1.0 if cfg.weight_density is None else float(cfg.weight_density)
     f_lanes = cfg.cartesian.weights
     cnt, cyc = _act_tile_counts(work, cfg, act_masks, act_density, n)
@@ -195,8 +228,9 @@ def partition(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
     g_cyc = np.stack([cyc[:, lo:hi].sum(axis=1) for lo, hi in zip(bounds[:-1], bounds[1:])], axis=1)
     c_cnt = cnt[:, cb:].sum(axis=1)
     c_cyc = cyc[:, cb:].sum(axis=1)
-    wcnt = np.arange(cps + 1) * rs * wd
-    wcyc = np.array([expected_ceil(k * rs, wd, f_lanes) for k in range(cps + 1)])
+    wpos = [pos for _, _, pos in _phases(work)]
+    wcnt = np.array([np.arange(cps + 1) * pos * wd for pos in wpos])
+    wcyc = np.array([[expected_ceil(k * pos, wd, f_lanes) for k in range(cps + 1)] for pos in wpos])
     t = st.rows * st.cols
     gate_t = (_gate_tiles(work, cfg, gate) if gate is not None and work.gated
               else np.zeros((1, c_out, t), dtype=bool))

@@ -114,6 +114,9 @@ class SparsePEConfig(AccelConfig):
                 raise HwsimError(source, flag, f"the {what} is modelled for packing 'cartesian' only")
         if self.crossbar and self.scatter is None:
             raise HwsimError(source, "scatter", "required by crossbar: true (banks, queue_depth)")
+        if self.crossbar and self.macs_per_pe * (self.scatter.queue_depth + 1) > 1024:
+            raise HwsimError(source, "scatter.queue_depth",
+                             "macs_per_pe x (queue_depth + 1) must be at most 1024 (products per bank-conflict window)")
         for op in ("ifmap", "filter", "ofmap"):
             if int(getattr(self.sram_kb, op) * 1024) < getattr(self.word_bytes, op):
                 raise HwsimError(source, f"sram_kb.{op}", "smaller than one word")

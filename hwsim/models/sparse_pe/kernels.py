@@ -201,13 +201,15 @@ def _xbar(xb, products, cycles):
 def cartesian_steps(g_cnt, g_cyc, c_cnt, c_cyc, gate_t, gated, m_group, n, m, cps, wcnt, wcyc, xb,
                     dec, halo_pos, halo_wpc):
     """SCNN's Cartesian-product PEs on planar tiles (``packing: cartesian``). Step s: every PE
-    (tile t) multiplies, per input channel group, the non-zero weights of the step's k output
-    channels of that group (wcyc[k] F-vectors, wcnt[k] weights) by its non-zero activations
-    (g_cyc I-vectors, g_cnt values); a gated layer's conditional channels only for the step's
-    channels with a gate on in the tile. PE cycles = array cycles x crossbar factor + decision
+    (tile t) multiplies, per input channel group and stride phase ph, the non-zero weights of
+    the step's k output channels of that group (wcyc[ph, k] F-vectors, wcnt[ph, k] weights) by
+    its non-zero activations of that phase (g_cyc I-vectors, g_cnt values; (n_c, G, P, T)); a
+    gated layer's conditional channels (c_cnt, c_cyc: (n_c, P, T)) only for the step's channels
+    with a gate on in the tile. PE cycles = array cycles x crossbar factor + decision
     cycles + halo words / halo_wpc; the step ends with the slowest PE.
     Returns per image (cycles, busy PE-cycles, products, filter-word reads, halo words, crossbar stall cycles)."""
-    t_n = g_cnt.shape[2]
+    n_ph = g_cnt.shape[2]
+    t_n = g_cnt.shape[3]
     steps = (m + cps - 1) // cps
     cycles = np.zeros(n)
     busy = np.zeros(n)
@@ -236,20 +238,24 @@ def cartesian_steps(g_cnt, g_cyc, c_cnt, c_cyc, gate_t, gated, m_group, n, m, cp
                 for j in range(n_terms):
                     if gated:
                         k = hi - lo if j == 0 else k_on
-                        a_cnt = g_cnt[ci, 0, t] if j == 0 else c_cnt[ci, t]
-                        a_cyc = g_cyc[ci, 0, t] if j == 0 else c_cyc[ci, t]
+                        g = 0
                     else:
                         g = lo // m_group + j
                         k = min(hi, (g + 1) * m_group) - max(lo, g * m_group)
-                        a_cnt = g_cnt[ci, g, t]
-                        a_cyc = g_cyc[ci, g, t]
-                    c = wcyc[k] * a_cyc
-                    p = wcnt[k] * a_cnt
-                    f = _xbar(xb, p, c)
-                    arr += c * f
-                    stl += c * (f - 1.0)
-                    macs[i] += p
-                    wreads[i] += wcnt[k] * a_cyc
+                    for ph in range(n_ph):             # stride phases: weights meet the activations they reach
+                        if gated and j == 1:
+                            a_cnt = c_cnt[ci, ph, t]
+                            a_cyc = c_cyc[ci, ph, t]
+                        else:
+                            a_cnt = g_cnt[ci, g, ph, t]
+                            a_cyc = g_cyc[ci, g, ph, t]
+                        c = wcyc[ph, k] * a_cyc
+                        p = wcnt[ph, k] * a_cnt
+                        f = _xbar(xb, p, c)
+                        arr += c * f
+                        stl += c * (f - 1.0)
+                        macs[i] += p
+                        wreads[i] += wcnt[ph, k] * a_cyc
                 hw = (hi - lo) * halo_pos[t]
                 pe = arr + dec[s, t] + hw / halo_wpc
                 halo[i] += hw
