@@ -9,6 +9,10 @@ synchronisation step (load imbalance), the gate decisions, the metadata of the c
 activations and of the gate masks, and the buffer traffic sparsity does not remove (outputs are
 written for every element, filters are fetched whole from DRAM). Equations: docs/hwsim-sparse-pe.md.
 
+``packing: cartesian`` (SCNN's F x I product per input channel, with optional halo exchange and
+crossbar conflicts) replaces the partition step with ``cartesian.partition``; everything else
+(metadata, traffic, energy) is shared.
+
 ``dense`` is this machine on the layer with every gate on and no activation known to be zero
 (so it still decides gates and carries metadata): the contract's "all gates on and no
 activation information equals dense" holds by construction, both go through the same kernels.
