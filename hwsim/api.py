@@ -358,7 +358,7 @@ def simulate_trace(trace: Trace | str | os.PathLike, config: AccelConfig | str |
 
 
 def simulate_network(network: str | Sequence[LayerSpec], config: AccelConfig | str | os.PathLike) -> RunResult:
-    """A built-in network (``resnet18_cifar``, ``resnet18_imagenet``, ``resnet50_imagenet``) or a
+    """A built-in network (``resnet18_cifar``, ``resnet18_imagenet``, ``resnet50_imagenet``, ``googlenet``) or a
     layer list, dense."""
     specs = get_network(network) if isinstance(network, str) else list(network)
     return _simulate(specs, _as_config(config), lambda spec: (None, None, None), True,

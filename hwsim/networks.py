@@ -1,7 +1,8 @@
 """Built-in layer tables (dense, ungated) for runs without a trace.
 
 Shapes follow the torchvision ResNets (v1.5: the stride of a bottleneck sits in its 3x3
-conv) and the common CIFAR ResNet-18 (3x3 stem, no max-pool). Pooling and element-wise ops
+conv), the common CIFAR ResNet-18 (3x3 stem, no max-pool) and GoogLeNet v1 (Szegedy et al.,
+"Going deeper with convolutions", CVPR 2015, Table 1; the network SCNN's density sweep uses). Pooling and element-wise ops
 are not layers here; ``inputs`` records which earlier tensors each layer reads, residual
 tensors included, so the layer graph keeps them alive.
 """
@@ -77,10 +78,43 @@ def resnet50_imagenet(num_classes: int = 1000) -> list[LayerSpec]:
     return _imagenet(_bottleneck_stage, (3, 4, 6, 3), 2048, num_classes)
 
 
+# GoogLeNet Table 1: (name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), max-pool after 3b and 4e
+_INCEPTION = (("3a", 64, 96, 128, 16, 32, 32), ("3b", 128, 128, 192, 32, 96, 64),
+              ("4a", 192, 96, 208, 16, 48, 64), ("4b", 160, 112, 224, 24, 64, 64),
+              ("4c", 128, 128, 256, 24, 64, 64), ("4d", 112, 144, 288, 32, 64, 64),
+              ("4e", 256, 160, 320, 32, 128, 128), ("5a", 256, 160, 320, 32, 128, 128),
+              ("5b", 384, 192, 384, 48, 128, 128))
+
+
+def googlenet(num_classes: int = 1000) -> list[LayerSpec]:
+    """GoogLeNet v1 at 224 x 224 (no auxiliary classifiers); a module's branches read its input
+    and the next module reads their concatenation (the pool branch's 3x3/1 max-pool is no layer)."""
+    layers = [make_layer("conv1", "conv", (3, 224, 224), 64, 7, 2, 3)]
+    layers.append(make_layer("conv2.reduce", "conv", (64, 56, 56), 64, 1, inputs=["conv1"]))
+    layers.append(make_layer("conv2", "conv", (64, 56, 56), 192, 3, 1, 1, inputs=["conv2.reduce"]))
+    src, c, hw = ["conv2"], 192, 28
+    for name, n1, r3, n3, r5, n5, pp in _INCEPTION:
+        if name in ("4a", "5a"):
+            hw //= 2                                   # the max-pool after 3b and 4e
+        p = f"inception_{name}"
+        shape = (c, hw, hw)
+        b1 = make_layer(f"{p}.1x1", "conv", shape, n1, 1, inputs=src)
+        b3r = make_layer(f"{p}.3x3_reduce", "conv", shape, r3, 1, inputs=src)
+        b3 = make_layer(f"{p}.3x3", "conv", (r3, hw, hw), n3, 3, 1, 1, inputs=[b3r.name])
+        b5r = make_layer(f"{p}.5x5_reduce", "conv", shape, r5, 1, inputs=src)
+        b5 = make_layer(f"{p}.5x5", "conv", (r5, hw, hw), n5, 5, 1, 2, inputs=[b5r.name])
+        bp = make_layer(f"{p}.pool_proj", "conv", shape, pp, 1, inputs=src)
+        layers += [b1, b3r, b3, b5r, b5, bp]
+        src, c = [b1.name, b3.name, b5.name, bp.name], n1 + n3 + n5 + pp
+    layers.append(make_layer("fc", "linear", (c, 1, 1), num_classes, inputs=src))
+    return layers
+
+
 NETWORKS: dict[str, Callable[[], list[LayerSpec]]] = {
     "resnet18_cifar": resnet18_cifar,
     "resnet18_imagenet": resnet18_imagenet,
     "resnet50_imagenet": resnet50_imagenet,
+    "googlenet": googlenet,
 }
 
 

@@ -41,12 +41,22 @@ def test_bad_shapes_fail_with_field():
 
 
 @pytest.mark.parametrize("name,gmacs", [("resnet18_cifar", 0.5554), ("resnet18_imagenet", 1.8141),
-                                        ("resnet50_imagenet", 4.0892)])
+                                        ("resnet50_imagenet", 4.0892), ("googlenet", 1.5827)])
 def test_builtin_networks_have_the_known_mac_counts(name, gmacs):
     layers = NETWORKS[name]()
     assert sum(s.dense_macs for s in layers) / 1e9 == pytest.approx(gmacs, abs=5e-4)
     graph = build_graph(layers)
     assert graph.number_of_nodes() == len(layers)
+
+
+def test_googlenet_modules_concatenate_to_the_published_widths():
+    # Szegedy et al. 2015, Table 1: output depth of each inception module, and 1.5 G multiply-adds
+    layers = {s.name: s for s in get_network("googlenet")}
+    widths = {m: sum(layers[f"inception_{m}.{b}"].out_shape[0] for b in ("1x1", "3x3", "5x5", "pool_proj"))
+              for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")}
+    assert widths == {"3a": 256, "3b": 480, "4a": 512, "4b": 512, "4c": 512, "4d": 528, "4e": 832, "5a": 832, "5b": 1024}
+    assert layers["inception_4a.1x1"].in_shape == (480, 14, 14) and layers["inception_5b.3x3"].out_shape == (384, 7, 7)
+    assert layers["fc"].in_shape == (1024, 1, 1)
 
 
 def test_residual_tensors_stay_alive():

@@ -2,7 +2,8 @@
 outputs and, optionally, zero input activations. Docs: ``docs/hwsim-sparse-pe.md``.
 
 ``config.py`` the config class; ``kernels.py`` numba window counts, partitions and work queue;
-``model.py`` the model contract.
+``model.py`` the model contract; ``cartesian.py`` SCNN's Cartesian-product packing, halo
+exchange and scatter crossbar (``packing: cartesian``, off by default).
 """
 from hwsim.models.sparse_pe import model
 from hwsim.models.sparse_pe.config import SparsePEConfig

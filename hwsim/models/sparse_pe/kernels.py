@@ -1,5 +1,5 @@
 """Numba kernels of the sparse-PE model: per-pixel non-zero counts, PE work per sync step,
-the dynamic work queue, run-length entry counts.
+the dynamic work queue, run-length entry counts, SCNN's Cartesian-product steps.
 
 Every mask-level loop lives here (``@njit(cache=True)``) so a 1,000-image trace stays in the
 seconds. Work of output (oc, p) = base[ci, oc // m_group, p] + gate[gi, oc, y, x] * cond[ci, p]
@@ -183,3 +183,85 @@ def dynamic_queue(gate, base, cond, m_group, n, pes, mpp, unit, dispatch, wo,
                 heap_replace_root(heap, heap[0] + c)   # the earliest-free PE takes the unit
         cycles[i] = heap.max()
     return cycles, busy, macs
+
+
+@njit(cache=True)
+def _xbar(xb, products, cycles):
+    """Crossbar factor at the mean products per array cycle (linear between integer loads)."""
+    if cycles <= 0.0:
+        return 1.0
+    p = products / cycles
+    lo = int(p)
+    if lo >= xb.shape[0] - 1:
+        return xb[xb.shape[0] - 1]
+    return xb[lo] + (p - lo) * (xb[lo + 1] - xb[lo])
+
+
+@njit(cache=True)
+def cartesian_steps(g_cnt, g_cyc, c_cnt, c_cyc, gate_t, gated, m_group, n, m, cps, wcnt, wcyc, xb,
+                    dec, halo_pos, halo_wpc):
+    """SCNN's Cartesian-product PEs on planar tiles (``packing: cartesian``). Step s: every PE
+    (tile t) multiplies, per input channel group and stride phase ph, the non-zero weights of
+    the step's k output channels of that group (wcyc[ph, k] F-vectors, wcnt[ph, k] weights) by
+    its non-zero activations of that phase (g_cyc I-vectors, g_cnt values; (n_c, G, P, T)); a
+    gated layer's conditional channels (c_cnt, c_cyc: (n_c, P, T)) only for the step's channels
+    with a gate on in the tile. PE cycles = array cycles x crossbar factor + decision
+    cycles + halo words / halo_wpc; the step ends with the slowest PE.
+    Returns per image (cycles, busy PE-cycles, products, filter-word reads, halo words, crossbar stall cycles)."""
+    n_ph = g_cnt.shape[2]
+    t_n = g_cnt.shape[3]
+    steps = (m + cps - 1) // cps
+    cycles = np.zeros(n)
+    busy = np.zeros(n)
+    macs = np.zeros(n)
+    wreads = np.zeros(n)
+    halo = np.zeros(n)
+    stall = np.zeros(n)
+    for i in range(n):
+        ci = i if g_cnt.shape[0] > 1 else 0
+        gi = i if gate_t.shape[0] > 1 else 0
+        for s in range(steps):
+            lo = s * cps
+            hi = min(m, lo + cps)
+            mx = 0.0
+            for t in range(t_n):
+                arr = 0.0
+                stl = 0.0
+                if gated:                              # base term (every step channel), conditional term
+                    k_on = 0
+                    for o in range(lo, hi):
+                        if gate_t[gi, o, t]:
+                            k_on += 1
+                    n_terms = 2
+                else:                                  # one term per group in the step (contiguous in oc)
+                    n_terms = (hi - 1) // m_group - lo // m_group + 1
+                for j in range(n_terms):
+                    if gated:
+                        k = hi - lo if j == 0 else k_on
+                        g = 0
+                    else:
+                        g = lo // m_group + j
+                        k = min(hi, (g + 1) * m_group) - max(lo, g * m_group)
+                    for ph in range(n_ph):             # stride phases: weights meet the activations they reach
+                        if gated and j == 1:
+                            a_cnt = c_cnt[ci, ph, t]
+                            a_cyc = c_cyc[ci, ph, t]
+                        else:
+                            a_cnt = g_cnt[ci, g, ph, t]
+                            a_cyc = g_cyc[ci, g, ph, t]
+                        c = wcyc[ph, k] * a_cyc
+                        p = wcnt[ph, k] * a_cnt
+                        f = _xbar(xb, p, c)
+                        arr += c * f
+                        stl += c * (f - 1.0)
+                        macs[i] += p
+                        wreads[i] += wcnt[ph, k] * a_cyc
+                hw = (hi - lo) * halo_pos[t]
+                pe = arr + dec[s, t] + hw / halo_wpc
+                halo[i] += hw
+                stall[i] += stl
+                busy[i] += pe
+                if pe > mx:
+                    mx = pe
+            cycles[i] += mx
+    return cycles, busy, macs, wreads, halo, stall

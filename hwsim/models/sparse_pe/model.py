@@ -9,6 +9,10 @@ synchronisation step (load imbalance), the gate decisions, the metadata of the c
 activations and of the gate masks, and the buffer traffic sparsity does not remove (outputs are
 written for every element, filters are fetched whole from DRAM). Equations: docs/hwsim-sparse-pe.md.
 
+``packing: cartesian`` (SCNN's F x I product per input channel, with optional halo exchange and
+crossbar conflicts) replaces the partition step with ``cartesian.partition``; everything else
+(metadata, traffic, energy) is shared.
+
 ``dense`` is this machine on the layer with every gate on and no activation known to be zero
 (so it still decides gates and carries metadata): the contract's "all gates on and no
 activation information equals dense" holds by construction, both go through the same kernels.
@@ -21,6 +25,7 @@ import numpy as np
 
 from hwsim import costs
 from hwsim.figures import Figures, LossColumns, mean_figures
+from hwsim.models.sparse_pe import cartesian
 from hwsim.models.sparse_pe.config import SparsePEConfig
 from hwsim.models.sparse_pe.kernels import (dynamic_queue, output_channel_steps, run_length_entries,
                                             spatial_tile_steps, window_counts)
@@ -197,6 +202,21 @@ def _partition(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None
     return cycles, busy, macs, steps, idle
 
 
+def _weight_storage(work: LayerWorkload, cfg: SparsePEConfig, filters: float) -> tuple[float, float]:
+    """(stored filter words, weight metadata bits) for ``weight_density``: the pruned weights are
+    stored compressed in the configured format (iid zeros for the run-length padding)."""
+    d = float(cfg.weight_density)
+    nz = d * filters
+    pad = 0.0
+    if cfg.format == "run_length" and d < 1.0:
+        q = (1.0 - d) ** (2 ** cfg.run_bits)
+        pad = nz * q / (1.0 - q)
+    spec = work.spec
+    shape = (spec.out_shape[0], spec.in_shape[0] // work.groups, spec.kernel[0] * spec.kernel[1])
+    meta = _act_meta(cfg, np.array([nz]), np.array([pad]), int(filters), shape)[0]
+    return nz + pad, float(meta)
+
+
 def _ifmap_passes(work: LayerWorkload, cfg: SparsePEConfig) -> int:
     """Times the (compressed) ifmap is read from SRAM and broadcast to the PEs: once per group
     of output channels the PEs hold at once (pes channels, or channels_per_step tiles)."""
@@ -213,7 +233,17 @@ def _figures(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
     g = work.gemm
     spec = work.spec
     base, cond, stored, act_meta = _act_counts(work, cfg, act_masks, act_density, n)
-    cycles, busy, macs, steps, idle = _partition(work, cfg, gate, base, cond, n)
+    extra = {}
+    if cfg.packing == "cartesian":
+        cart = cartesian.partition(work, cfg, gate, act_masks, act_density, n, *_anchors(work))
+        cycles, busy, macs, steps, idle = (cart[k] for k in ("cycles", "busy", "macs", "steps", "idle"))
+        sr_fl, halo = cart["filter_reads"], cart["halo_words"]
+        extra = {"halo_words": halo, "crossbar_stall_cycles": cart["stall"]}
+    else:
+        if cfg.weight_density is not None:        # expected work over the unpruned weights
+            base, cond = base * cfg.weight_density, cond * cfg.weight_density
+        cycles, busy, macs, steps, idle = _partition(work, cfg, gate, base, cond, n)
+        sr_fl, halo = macs, np.zeros(n)
     if gate is not None:
         n_dec, gate_meta = _gate_meta(work, cfg, gate)
     else:
@@ -223,10 +253,13 @@ def _figures(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
     filters = float(g.K * g.M * work.groups)
     wb = cfg.word_bytes
     sr_if = passes * stored
-    sr_fl = macs
     idx_bits = passes * act_meta + 2.0 * gate_meta          # act metadata read with every pass; gates written + read once
     dram_if_b = stored * wb.ifmap + act_meta / 8.0
     dram_fl_b = filters * wb.filter
+    if cfg.weight_density is not None:                      # compressed weights and their index, read once
+        w_words, w_meta = _weight_storage(work, cfg, filters)
+        dram_fl_b = w_words * wb.filter + w_meta / 8.0
+        idx_bits = idx_bits + w_meta
     dram_of_b = outputs * wb.ofmap
     bpc = costs.bytes_per_cycle(cfg.dram.bandwidth_gb_s, cfg.clock_mhz)
     e = cfg.energy
@@ -237,8 +270,9 @@ def _figures(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
     for i in range(n):
         acc = costs.Accesses(
             macs=macs[i], sram_ifmap_read=sr_if[i] * wb.ifmap, sram_filter_read=sr_fl[i] * wb.filter,
-            sram_ofmap_write=outputs * wb.ofmap, sram_index_read=idx_bits[i] / 8.0,
-            dram_ifmap_read=dram_if_b[i], dram_filter_read=dram_fl_b, dram_ofmap_write=dram_of_b)
+            sram_ofmap_write=(outputs + halo[i]) * wb.ofmap, sram_index_read=idx_bits[i] / 8.0,
+            dram_ifmap_read=dram_if_b[i], dram_filter_read=dram_fl_b, dram_ofmap_write=dram_of_b,
+            sram_ofmap_read=halo[i] * wb.ofmap)   # halo partial sums: read out, added into the neighbour
         total = costs.roofline(cycles[i], costs.dram_bytes(acc), bpc)
         energy = costs.energy_pj(acc, e, cfg.sram_kb, cfg.clock_mhz, total, gate_pj=dec_pj)
         traffic = costs.traffic_bytes(acc)
@@ -250,9 +284,10 @@ def _figures(work: LayerWorkload, cfg: SparsePEConfig, gate: np.ndarray | None,
             "decisions": float(n_dec), "gate_meta_bits": float(gate_meta[i]), "act_meta_bits": float(act_meta[i]),
             "ifmap_words_stored": float(stored[i]), "sram_ifmap_reads": float(sr_if[i]),
             "sram_filter_reads": float(sr_fl[i]), "sram_ofmap_writes": outputs, "index_bits": float(idx_bits[i]),
-            "dram_ifmap_reads": float(dram_if_b[i] / wb.ifmap), "dram_filter_reads": filters,
+            "dram_ifmap_reads": float(dram_if_b[i] / wb.ifmap), "dram_filter_reads": filters if cfg.weight_density is None else float(w_words),
             "dram_ofmap_writes": outputs,
         }
+        counters.update({k: float(v[i]) for k, v in extra.items()})
         out.append(Figures(cycles=float(cycles[i]), total_cycles=float(total), macs=float(macs[i]),
                            energy_pj=energy, traffic_bytes=traffic, counters=counters,
                            imbalance_cycles=imbalance_cycles))
