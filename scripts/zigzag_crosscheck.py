@@ -4,7 +4,7 @@
     python scripts/zigzag_crosscheck.py compare
 
 ``generate`` (needs ``zigzag-dse`` in a separate interpreter, never a project dependency) builds,
-for one 3x3 conv layer per dataflow (OS, WS, IS) on a 32x32 array and two SRAM sizes, a ZigZag
+for one 3x3 conv layer per dataflow (OS, WS, IS) on a 32x32 array and three SRAM cases, a ZigZag
 hardware description whose per-access energies are the hwsim config's (MAC, register file, each
 operand's SRAM read and write per byte, DRAM read and write per bit), a spatial mapping equal to
 hwsim's (rows x columns of the array) and two temporal mappings: hwsim's fixed loop order and
@@ -20,7 +20,6 @@ ZigZag".
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -37,6 +36,7 @@ LAYER = {"in_h": 18, "in_w": 18, "in_channels": 128, "out_channels": 256, "kerne
 # and ZigZag given only hwsim's working set (half of each read SRAM, the other half prefetches)
 SRAM_CASES = ((1024, 1.0), (64, 1.0), (64, 0.5))
 DATAFLOWS = ("os", "ws", "is")
+ARRAY = 32                       # rows = cols of the config's array (checked in hardware())
 SRAM_BUS_BITS = 256              # ZigZag counts accesses in bus words; cost = bus bytes x pJ/byte
 DRAM_BUS_BITS = 64
 COMPONENTS = ("mac", "rf", "sram_ifmap", "sram_filter", "sram_ofmap", "sram_fill", "sram_drain",
@@ -69,6 +69,7 @@ def hardware(dataflow: str, sram_kb: float, share: float = 1.0) -> dict:
     cfg = hwsim_config(dataflow, sram_kb)
     e, wb = cfg.energy, cfg.word_bytes
     assert wb.ifmap == wb.filter == wb.ofmap == 1, "the mapping below assumes 1-byte words"
+    assert cfg.array.rows == cfg.array.cols == ARRAY, "the mapping below assumes the 32x32 array"
     mems: dict = {}
     for op, name in (("I2", "filter"), ("I1", "ifmap"), ("O", "ofmap")):
         mems[f"reg_{name}"] = _memory(8, op, 8, e.rf_access_pj, e.rf_access_pj, [])
@@ -111,7 +112,7 @@ def mapping(dataflow: str, loop_order: str) -> list[dict]:
     L = LAYER
     out = (L["in_h"] + 2 * L["padding"] - L["kernel"]) // L["stride"] + 1
     k, c, m = L["kernel"], L["in_channels"], L["out_channels"]
-    rows = cols = 32
+    rows = cols = ARRAY
     if dataflow == "os":
         # a 32-pixel tile = 2 output rows of 16
         spatial = {"D1": [f"OX, {out}", f"OY, {rows // out}"], "D2": [f"K, {cols}"]}
@@ -195,6 +196,7 @@ def case_key(dataflow: str, sram_kb: float, loop_order: str, share: float = 1.0)
 def generate(zigzag_python: str, out: Path) -> None:
     import yaml
 
+    from hwsim.trace.errors import HwsimError
     from hwsim.trace.fileio import atomic_write_json
     inputs, cases = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,13 +214,15 @@ def generate(zigzag_python: str, out: Path) -> None:
                         files[part] = str(p)
                     cases[key] = files
         (root / "cases.json").write_text(json.dumps(cases))
-        subprocess.run([zigzag_python, str(Path(__file__).resolve()), "_run-zigzag", tmp], check=True)
+        done = subprocess.run([zigzag_python, str(Path(__file__).resolve()), "_run-zigzag", tmp])
+        if done.returncode != 0:
+            raise HwsimError(zigzag_python, "--zigzag-python", f"ZigZag run failed (exit {done.returncode}, see above)")
         results = json.loads((root / "results.json").read_text())
     version = results.pop("_version")
     doc = {"source": "python scripts/zigzag_crosscheck.py generate (ZigZag, github.com/KULeuven-MICAS/zigzag)",
            "zigzag_version": version, "layer": LAYER, "config": str(CONFIG.relative_to(CONFIG.parents[1])),
            "cases": {k: {"inputs": inputs[k], "zigzag": results[k]} for k in cases}}
-    atomic_write_json(out, doc)
+    atomic_write_json(out, doc, indent=1)
     print(f"wrote {out} (zigzag-dse {version}, {len(cases)} cases)")
 
 
@@ -253,7 +257,17 @@ def matched(r: dict) -> bool:
 
 
 def load_reference(path: Path = REFERENCE) -> dict:
-    return json.loads(Path(path).read_text())
+    from hwsim.trace.errors import HwsimError
+    try:
+        ref = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise HwsimError(str(path), "json", f"not JSON ({exc.msg})") from None
+    missing = [case_key(df, kb, order, share) for kb, share in SRAM_CASES for df in DATAFLOWS
+               for order in ("hwsim", "zigzag_optimal")
+               if case_key(df, kb, order, share) not in ref.get("cases", {})]
+    if missing:
+        raise HwsimError(str(path), "cases", f"no case {missing[0]}: regenerate it with `generate`")
+    return ref
 
 
 def rows(ref: dict, accumulation: str = "faithful", loop_order: str = "hwsim") -> list[dict]:
@@ -313,25 +327,31 @@ def compare(ref_path: Path) -> None:
         print()
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _main(argv: list[str] | None) -> int:
+    from hwsim.trace.errors import CliParser
+    p = CliParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="run ZigZag and write the reference JSON")
     g.add_argument("--zigzag-python", required=True, help="interpreter with zigzag-dse installed")
     g.add_argument("--out", type=Path, default=REFERENCE)
     c = sub.add_parser("compare", help="hwsim vs the reference JSON, per component")
     c.add_argument("--reference", type=Path, default=REFERENCE)
-    w = sub.add_parser("_run-zigzag", help=argparse.SUPPRESS)
-    w.add_argument("case_dir")
     a = p.parse_args(argv)
-    if a.cmd == "_run-zigzag":
-        run_zigzag(a.case_dir)
-    elif a.cmd == "generate":
+    if a.cmd == "generate":
         generate(a.zigzag_python, a.out)
     else:
         compare(a.reference)
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The CLI (project interpreter): one-line errors, exit code 2."""
+    from hwsim.trace.errors import cli_entry
+    return cli_entry(_main)(argv)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["_run-zigzag"]:   # the worker, in the ZigZag interpreter (no hwsim there)
+        run_zigzag(sys.argv[2])
+        sys.exit(0)
     sys.exit(main())
