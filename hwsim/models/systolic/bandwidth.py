@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.models.systolic.bandwidth_kernels import user_bandwidth_run
+from hwsim.models.systolic.bandwidth_kernels import line_csr, user_bandwidth_run
 from hwsim.models.systolic.config import SystolicConfig
 from hwsim.models.systolic.kernels import im2col_offsets
 from hwsim.workload import Gemm
@@ -74,33 +74,41 @@ def line_index(order: np.ndarray, space: int, words: int, bandwidth: int):
     per_line = math.ceil(words / 100)
     active = math.ceil(words * 0.5)
     prefetch = words - active
-    valid = order[order >= 0]
-    line = np.arange(valid.size, dtype=np.int64) // per_line
-    n_lines = valid.size // per_line + 1          # a last, possibly empty, line
-    key = np.unique(valid * n_lines + line)
-    addr, lines = np.divmod(key, n_lines)
-    starts = np.zeros(space + 1, dtype=np.int64)
-    np.add.at(starts, addr + 1, 1)
-    starts = np.cumsum(starts)
+    starts, lines, n_lines = line_csr(order, space, per_line)
     nact = min(n_lines, math.ceil(active / per_line))
     npf = min(n_lines - nact, math.ceil(prefetch / per_line))
     par = np.array([n_lines, nact, npf, math.ceil(prefetch / bandwidth) + 1], dtype=np.int64)
     first = min(math.ceil(active / bandwidth), math.ceil(order.size / bandwidth)) * bandwidth
-    return starts, lines.astype(np.int64), par, first
+    return starts, lines, par, first
 
 
-def user_bandwidth(g: Gemm, cfg: SystolicConfig, final_only: bool = False) -> UserBandwidth:
+def ifmap_ids(g: Gemm, given: tuple[int, int] | None) -> np.ndarray:
+    """Input address -> word id; with ``given`` = (rows, cols) of the input SCALE-Sim was given,
+    the words beyond it are holes (-1): SCALE-Sim neither prefetches nor demands them."""
+    ids = np.arange(g.in_h_used * g.in_w_used * g.c_group, dtype=np.int64)
+    if given is not None:
+        y, x = np.divmod(ids // g.c_group, g.in_w_used)
+        ids[(y >= given[0]) | (x >= given[1])] = -1
+    return ids
+
+
+def user_bandwidth(g: Gemm, cfg: SystolicConfig, final_only: bool = False,
+                   given: tuple[int, int] | None = None) -> UserBandwidth:
     """Cycles, stalls and DRAM words of one dense GEMM with ``cfg.interface_words_per_cycle``.
-    ``final_only``: only the last row fold's outputs leave the OFMAP SRAM (faithful WS/IS)."""
+    ``final_only``: only the last row fold's outputs leave the OFMAP SRAM (faithful WS/IS).
+    ``given``: SCALE-Sim's input extent when it is smaller than the one the layer reads (a
+    topology row whose (H - kh) is not a multiple of the stride; ``ifmap_ids``)."""
     rows, cols, df = cfg.array.rows, cfg.array.cols, cfg.dataflow
     bw = cfg.interface_words_per_cycle
     fi, ff = prefetch_orders(g, df, rows, cols)
-    space_if = g.in_h_used * g.in_w_used * g.c_group
+    ids = ifmap_ids(g, given)
+    fi = np.where(fi >= 0, ids[np.maximum(fi, 0)], -1)
+    space_if = ids.size
     if_starts, if_lines, if_par, if_first = line_index(fi, space_if, cfg.sram_words("ifmap"), bw)
     fl_starts, fl_lines, fl_par, fl_first = line_index(ff, g.K * g.M, cfg.sram_words("filter"), bw)
     pix, win = im2col_offsets(g.E, g.K, g.out_w, g.sh, g.sw, g.kw, g.c_group, g.in_w_used)
     stalls, total, n_if, n_fl, written = user_bandwidth_run(
-        KIND[df], g.E, g.M, g.K, rows, cols, pix, win, if_starts, if_lines, if_par,
+        KIND[df], g.E, g.M, g.K, rows, cols, pix, win, ids, if_starts, if_lines, if_par,
         fl_starts, fl_lines, fl_par, cfg.sram_words("ofmap"), bw, final_only)
     per_prefetch = lambda words: math.ceil((words - math.ceil(words * 0.5)) / bw) * bw  # noqa: E731
     return UserBandwidth(

@@ -22,6 +22,40 @@ from numba import njit
 
 
 @njit(cache=True)
+def line_csr(order, space, per_line):
+    """For each word id, the sorted distinct SRAM lines holding it (CSR ``starts``, ``lines``):
+    the k-th valid (>= 0) entry of ``order`` lies in line k // per_line. Returns (starts, lines,
+    number of lines), counting the last, possibly empty, line as SCALE-Sim does."""
+    last = np.full(space, -1, dtype=np.int64)
+    count = np.zeros(space + 1, dtype=np.int64)
+    k = 0
+    for a in order:
+        if a < 0:
+            continue
+        line = k // per_line
+        if last[a] != line:
+            last[a] = line
+            count[a + 1] += 1
+        k += 1
+    for a in range(space):
+        count[a + 1] += count[a]
+    lines = np.empty(count[space], dtype=np.int64)
+    fill = count[:space].copy()
+    last[:] = -1
+    k = 0
+    for a in order:
+        if a < 0:
+            continue
+        line = k // per_line
+        if last[a] != line:
+            last[a] = line
+            lines[fill[a]] = line
+            fill[a] += 1
+        k += 1
+    return count, lines, k // per_line + 1
+
+
+@njit(cache=True)
 def _hit(addr, starts, lines, s, e):
     """Is any line holding ``addr`` inside the circular window [s, e) (s == e: every line)?"""
     lo = starts[addr]
@@ -45,6 +79,8 @@ def _hit(addr, starts, lines, s, e):
 def _read(addr, cycle, delay, st, starts, lines, par):
     """Serve one demand; ``st`` = [window start, window end, last prefetch end, prefetches],
     ``par`` = [lines, active lines, prefetch lines, cycles per prefetch]. Returns the new delay."""
+    if addr < 0:  # a hole (a word outside the input SCALE-Sim was given): nothing to read
+        return delay
     n_lines, nact, npf, per = par[0], par[1], par[2], par[3]
     while not _hit(addr, starts, lines, st[0], st[1]):
         if npf == 0:  # everything is active: cannot miss (guard against a malformed index)
@@ -62,10 +98,10 @@ def _read(addr, cycle, delay, st, starts, lines, par):
 
 
 @njit(cache=True)
-def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, if_starts, if_lines, if_par,
+def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, ifmap_id, if_starts, if_lines, if_par,
                        fl_starts, fl_lines, fl_par, of_words, width, final_only):
     """Walk every demand row of a dense layer (``kind`` 0 OS, 1 WS, 2 IS) through the read buffers
-    and the write buffer. ``final_only``: only the last row fold's outputs are written (partial
+    and the write buffer. ``ifmap_id[input address]``: the word's id, -1 for a hole. ``final_only``: only the last row fold's outputs are written (partial
     sums that stay in the SRAM). Returns (stall cycles, SCALE-Sim total cycles (last index),
     ifmap prefetches, filter prefetches, OFMAP words written to DRAM)."""
     st_if = np.zeros(4, dtype=np.int64)
@@ -141,7 +177,7 @@ def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, if_starts, if_lines, if_
                     for r in range(ur):
                         t = d - r
                         if 0 <= t < K:
-                            d_if = _read(pix[p0 + r] + win[t], cycle, d_if, st_if, if_starts, if_lines, if_par)
+                            d_if = _read(ifmap_id[pix[p0 + r] + win[t]], cycle, d_if, st_if, if_starts, if_lines, if_par)
                     for c in range(cu):
                         t = d - c
                         if 0 <= t < K:
@@ -150,7 +186,7 @@ def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, if_starts, if_lines, if_
                     for r in range(ur):
                         u = d - r - AR
                         if 0 <= u < E:
-                            d_if = _read(pix[u] + win[j0 + r], cycle, d_if, st_if, if_starts, if_lines, if_par)
+                            d_if = _read(ifmap_id[pix[u] + win[j0 + r]], cycle, d_if, st_if, if_starts, if_lines, if_par)
                     if d < AR and j0 + AR - 1 - d < K:
                         j = j0 + AR - 1 - d
                         for c in range(cu):
@@ -159,7 +195,7 @@ def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, if_starts, if_lines, if_
                     if d < AR and j0 + AR - 1 - d < K:
                         j = j0 + AR - 1 - d
                         for c in range(cu):
-                            d_if = _read(pix[p0 + c] + win[j], cycle, d_if, st_if, if_starts, if_lines, if_par)
+                            d_if = _read(ifmap_id[pix[p0 + c] + win[j]], cycle, d_if, st_if, if_starts, if_lines, if_par)
                     for r in range(ur):
                         u = d - r - AR
                         if 0 <= u < M:
