@@ -55,7 +55,7 @@ def line_csr(order, space, per_line):
     return count, lines, k // per_line + 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # inlined: a call per demanded word would pay array refcounts
 def _hit(addr, starts, lines, s, e):
     """Is any line holding ``addr`` inside the circular window [s, e) (s == e: every line)?"""
     lo = starts[addr]
@@ -75,11 +75,15 @@ def _hit(addr, starts, lines, s, e):
     return lines[hi - 1] >= s or lines[lo] < e
 
 
-@njit(cache=True)
-def _read(addr, cycle, delay, st, starts, lines, par):
+@njit(cache=True, inline="always")
+def _read(addr, cycle, delay, st, starts, lines, par, seen):
     """Serve one demand; ``st`` = [window start, window end, last prefetch end, prefetches],
-    ``par`` = [lines, active lines, prefetch lines, cycles per prefetch]. Returns the new delay."""
+    ``par`` = [lines, active lines, prefetch lines, cycles per prefetch]; ``seen[addr]`` = the
+    prefetch count at which ``addr`` was last found in the window (the window only moves on a
+    prefetch, so a word seen since then is a hit). Returns the new delay."""
     if addr < 0:  # a hole (a word outside the input SCALE-Sim was given): nothing to read
+        return delay
+    if seen[addr] == st[3]:
         return delay
     n_lines, nact, npf, per = par[0], par[1], par[2], par[3]
     while not _hit(addr, starts, lines, st[0], st[1]):
@@ -94,6 +98,7 @@ def _read(addr, cycle, delay, st, starts, lines, par):
         delay += pot
         if pot > 0:
             delay += pot
+    seen[addr] = st[3]
     return delay
 
 
@@ -104,6 +109,8 @@ def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, ifmap_id, if_starts, if_
     and the write buffer. ``ifmap_id[input address]``: the word's id, -1 for a hole. ``final_only``: only the last row fold's outputs are written (partial
     sums that stay in the SRAM). Returns (stall cycles, SCALE-Sim total cycles (last index),
     ifmap prefetches, filter prefetches, OFMAP words written to DRAM)."""
+    seen_if = np.full(if_starts.size - 1, -1, dtype=np.int64)
+    seen_fl = np.full(fl_starts.size - 1, -1, dtype=np.int64)
     st_if = np.zeros(4, dtype=np.int64)
     st_fl = np.zeros(4, dtype=np.int64)
     st_if[1] = if_par[1] % if_par[0]
@@ -177,29 +184,29 @@ def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, ifmap_id, if_starts, if_
                     for r in range(ur):
                         t = d - r
                         if 0 <= t < K:
-                            d_if = _read(ifmap_id[pix[p0 + r] + win[t]], cycle, d_if, st_if, if_starts, if_lines, if_par)
+                            d_if = _read(ifmap_id[pix[p0 + r] + win[t]], cycle, d_if, st_if, if_starts, if_lines, if_par, seen_if)
                     for c in range(cu):
                         t = d - c
                         if 0 <= t < K:
-                            d_fl = _read(t * M + m0 + c, cycle, d_fl, st_fl, fl_starts, fl_lines, fl_par)
+                            d_fl = _read(t * M + m0 + c, cycle, d_fl, st_fl, fl_starts, fl_lines, fl_par, seen_fl)
                 elif kind == 1:
                     for r in range(ur):
                         u = d - r - AR
                         if 0 <= u < E:
-                            d_if = _read(ifmap_id[pix[u] + win[j0 + r]], cycle, d_if, st_if, if_starts, if_lines, if_par)
+                            d_if = _read(ifmap_id[pix[u] + win[j0 + r]], cycle, d_if, st_if, if_starts, if_lines, if_par, seen_if)
                     if d < AR and j0 + AR - 1 - d < K:
                         j = j0 + AR - 1 - d
                         for c in range(cu):
-                            d_fl = _read(j * M + m0 + c, cycle, d_fl, st_fl, fl_starts, fl_lines, fl_par)
+                            d_fl = _read(j * M + m0 + c, cycle, d_fl, st_fl, fl_starts, fl_lines, fl_par, seen_fl)
                 else:
                     if d < AR and j0 + AR - 1 - d < K:
                         j = j0 + AR - 1 - d
                         for c in range(cu):
-                            d_if = _read(ifmap_id[pix[p0 + c] + win[j]], cycle, d_if, st_if, if_starts, if_lines, if_par)
+                            d_if = _read(ifmap_id[pix[p0 + c] + win[j]], cycle, d_if, st_if, if_starts, if_lines, if_par, seen_if)
                     for r in range(ur):
                         u = d - r - AR
                         if 0 <= u < M:
-                            d_fl = _read((j0 + r) * M + u, cycle, d_fl, st_fl, fl_starts, fl_lines, fl_par)
+                            d_fl = _read((j0 + r) * M + u, cycle, d_fl, st_fl, fl_starts, fl_lines, fl_par, seen_fl)
                 # OFMAP writes of this row: columns c whose skewed block row d - pre - c is valid
                 k = 0
                 if writes:
