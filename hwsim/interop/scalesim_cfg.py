@@ -8,8 +8,9 @@ bandwidth = ``Bandwidth`` words per cycle at that clock; energy from the Horowit
 the shipped configs use. ``InterfaceBandwidth: USER`` becomes ``bandwidth_mode: user`` with
 ``interface_words_per_cycle`` = ``Bandwidth`` (SCALE-Sim feeds the OFMAP buffer at ``Bandwidth``
 and the ifmap / filter buffers at ``IfmapSRAMBankBandwidth`` / ``FilterSRAMBankBandwidth``; hwsim
-has one interface width, so the three must agree). SCALE-Sim's sparsity and Ramulator options
-are refused.
+has one interface width, so the three must agree), and the DRAM bandwidth of the roofline is
+then the three interfaces together, 3 x ``Bandwidth``. SCALE-Sim's sparsity and Ramulator
+options are refused.
 """
 from __future__ import annotations
 
@@ -85,6 +86,8 @@ def load_scalesim_cfg(path: str | os.PathLike) -> SystolicConfig:
         if bandwidth != int(bandwidth):
             raise HwsimError(source, "Bandwidth", f"{bandwidth:g}: USER mode needs whole words per cycle")
         user = {"bandwidth_mode": "user", "interface_words_per_cycle": int(bandwidth)}
+    # USER: three interfaces of Bandwidth words each and no other DRAM limit in SCALE-Sim
+    dram_words = 3 * bandwidth if mode == "USER" else bandwidth
     data = {
         "name": _get(parser, "run_name") or path.stem, "model": "systolic",
         "array": {"rows": _number(parser, "ArrayHeight", source), "cols": _number(parser, "ArrayWidth", source)},
@@ -92,7 +95,7 @@ def load_scalesim_cfg(path: str | os.PathLike) -> SystolicConfig:
         "sram_kb": {"ifmap": _number(parser, "IfmapSramSzkB", source), "filter": _number(parser, "FilterSramSzkB", source),
                     "ofmap": _number(parser, "OfmapSramSzkB", source)},
         "word_bytes": {"ifmap": 1, "filter": 1, "ofmap": 1},
-        "dram": {"bandwidth_gb_s": bandwidth * CLOCK_MHZ / 1000.0},
+        "dram": {"bandwidth_gb_s": dram_words * CLOCK_MHZ / 1000.0},
         "sparse": {"mode": "skip"},
         "energy": ENERGY, **user,
     }

@@ -163,6 +163,7 @@ def test_user_bandwidth_cfg_reads_and_round_trips(tmp_path):
     path.write_text(CFG.format(dataflow="os").replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: USER"))
     cfg = load_config(path)
     assert (cfg.bandwidth_mode, cfg.interface_words_per_cycle) == ("user", 10)
+    assert cfg.dram.bandwidth_gb_s == 30.0   # three 10-word interfaces at the 1 GHz clock
     text = to_scalesim_cfg(cfg, "user")
     for line in ("InterfaceBandwidth : USER", "Bandwidth : 10", "IfmapSRAMBankBandwidth : 10", "IfmapSRAMBankNum : 1",
                  "FilterSRAMBankBandwidth : 10", "FilterSRAMBankNum : 1"):
