@@ -113,14 +113,11 @@ def user_bandwidth_run(kind, E, M, K, AR, AC, pix, win, ifmap_id, if_starts, if_
     seen_fl = np.full(fl_starts.size - 1, -1, dtype=np.int64)
     st_if = np.zeros(4, dtype=np.int64)
     st_fl = np.zeros(4, dtype=np.int64)
+    # the first fill: lines [0, active) (the whole ring when active = all), ready at cycle -1
     st_if[1] = if_par[1] % if_par[0]
     st_fl[1] = fl_par[1] % fl_par[0]
     st_if[2] = -1
     st_fl[2] = -1
-    if if_par[1] == if_par[0]:
-        st_if[1] = 0
-    if fl_par[1] == fl_par[0]:
-        st_fl[1] = 0
     # write buffer (SCALE-Sim write_buffer with lines of ``width`` words)
     active = (of_words + 1) // 2
     per_drain = (of_words - active + width - 1) // width
