@@ -1,7 +1,8 @@
 """Command line: ``python -m hwsim.to_scalesim --accel accel_configs/X.yaml --out X.cfg``.
 
 Writes a systolic config as the SCALE-Sim v3 ``.cfg`` that runs the same dense array (array,
-SRAM sizes, dataflow, bandwidth in words per cycle); what SCALE-Sim cannot express (fractional
+SRAM sizes, dataflow, bandwidth in words per cycle; ``InterfaceBandwidth: USER`` with
+``interface_words_per_cycle`` for a ``bandwidth_mode: user`` config); what SCALE-Sim cannot express (fractional
 kB, multi-byte words, other models) is refused with one line naming the field.
 """
 from __future__ import annotations

@@ -4,9 +4,13 @@ A ``.cfg`` read here becomes a systolic config with SCALE-Sim's counting
 (``accumulation: scalesim``), 1-byte words and its array, SRAM sizes and dataflow, so the compute
 cycles and SRAM/DRAM counts are SCALE-Sim's (docs/hwsim.md, "SCALE-Sim formats"). What a ``.cfg``
 does not hold is filled in and labelled: a 1 GHz clock (SCALE-Sim counts cycles only); DRAM
-bandwidth = ``Bandwidth`` words per cycle at that clock; energy from the 45 nm table the shipped
-configs use (``horowitz_cacti7_45nm``). ``InterfaceBandwidth: USER`` (stalls from a finite
-interface) is not modelled and is refused; so are SCALE-Sim's sparsity and Ramulator options.
+bandwidth = ``Bandwidth`` words per cycle at that clock; energy from the 45 nm table the
+shipped configs use (``horowitz_cacti7_45nm``). ``InterfaceBandwidth: USER`` becomes ``bandwidth_mode: user`` with
+``interface_words_per_cycle`` = ``Bandwidth`` (SCALE-Sim feeds the OFMAP buffer at ``Bandwidth``
+and the ifmap / filter buffers at ``IfmapSRAMBankBandwidth`` / ``FilterSRAMBankBandwidth``; hwsim
+has one interface width, so the three must agree), and the DRAM bandwidth of the roofline is
+then the three interfaces together, 3 x ``Bandwidth``. SCALE-Sim's sparsity and Ramulator
+options are refused.
 """
 from __future__ import annotations
 
@@ -65,14 +69,25 @@ def load_scalesim_cfg(path: str | os.PathLike) -> SystolicConfig:
         if _get(parser, key) is None:
             raise HwsimError(source, key, "missing (a SCALE-Sim [architecture_presets] field)")
     mode = (_get(parser, "InterfaceBandwidth") or "CALC").upper()
-    if mode != "CALC":
-        raise HwsimError(source, "InterfaceBandwidth", f"{mode}: only CALC is modelled (bandwidth stalls are not)")
+    if mode not in ("CALC", "USER"):
+        raise HwsimError(source, "InterfaceBandwidth", f"{mode}: SCALE-Sim knows CALC and USER")
     if (_get(parser, "SparsitySupport") or "false").lower() == "true":
         raise HwsimError(source, "SparsitySupport", "SCALE-Sim's N:M weight sparsity is not modelled")
     if (_get(parser, "UseRamulatorTrace") or "false").lower() == "true":
         raise HwsimError(source, "UseRamulatorTrace", "Ramulator traces are not modelled")
     dataflow = _get(parser, "Dataflow").lower()
     bandwidth = _number(parser, "Bandwidth", source, float, 10.0)
+    user = {}
+    if mode == "USER":
+        for key in ("IfmapSRAMBankBandwidth", "FilterSRAMBankBandwidth"):
+            if _number(parser, key, source, float, 10.0) != bandwidth:  # SCALE-Sim's default is 10
+                raise HwsimError(source, key, f"must equal Bandwidth ({bandwidth:g}) in USER mode: hwsim models one "
+                                 "interface width for the three buffers")
+        if bandwidth != int(bandwidth):
+            raise HwsimError(source, "Bandwidth", f"{bandwidth:g}: USER mode needs whole words per cycle")
+        user = {"bandwidth_mode": "user", "interface_words_per_cycle": int(bandwidth)}
+    # USER: three interfaces of Bandwidth words each and no other DRAM limit in SCALE-Sim
+    dram_words = 3 * bandwidth if mode == "USER" else bandwidth
     data = {
         "name": _get(parser, "run_name") or path.stem, "model": "systolic",
         "array": {"rows": _number(parser, "ArrayHeight", source), "cols": _number(parser, "ArrayWidth", source)},
@@ -80,9 +95,9 @@ def load_scalesim_cfg(path: str | os.PathLike) -> SystolicConfig:
         "sram_kb": {"ifmap": _number(parser, "IfmapSramSzkB", source), "filter": _number(parser, "FilterSramSzkB", source),
                     "ofmap": _number(parser, "OfmapSramSzkB", source)},
         "word_bytes": {"ifmap": 1, "filter": 1, "ofmap": 1},
-        "dram": {"bandwidth_gb_s": bandwidth * CLOCK_MHZ / 1000.0},
+        "dram": {"bandwidth_gb_s": dram_words * CLOCK_MHZ / 1000.0},
         "sparse": {"mode": "skip"},
-        "energy": ENERGY,
+        "energy": ENERGY, **user,
     }
     return validate_config(SystolicConfig, data, source)
 
@@ -98,21 +113,25 @@ def to_scalesim_cfg(cfg: SystolicConfig, source: str) -> str:
         if getattr(cfg.word_bytes, op) != 1:
             raise HwsimError(source, f"word_bytes.{op}", "SCALE-Sim models 1-byte words only")
     words_per_cycle = cfg.dram.bandwidth_gb_s * 1000.0 / cfg.clock_mhz
+    user = getattr(cfg, "bandwidth_mode", "calc") == "user"
+    bank_bw, bank_num = (cfg.interface_words_per_cycle, 1) if user else (10, 10)
+    bandwidth = cfg.interface_words_per_cycle if user else max(1, round(words_per_cycle))
     notes = [f"# written by hwsim from {cfg.name}: dense array only (sparse.mode {cfg.sparse.mode} has no SCALE-Sim form);",
              f"# SCALE-Sim counts partial sums its own way (hwsim accumulation: {cfg.accumulation});",
+             "# Bandwidth = interface_words_per_cycle (USER mode; the SRAM bank bandwidths equal it)" if user else
              f"# Bandwidth = {cfg.dram.bandwidth_gb_s} GB/s at {cfg.clock_mhz} MHz in 1-byte words per cycle"]
     rows = [
         "[general]", f"run_name = {cfg.name}", "",
         "[architecture_presets]", f"ArrayHeight : {cfg.array.rows}", f"ArrayWidth : {cfg.array.cols}",
         f"IfmapSramSzkB : {int(cfg.sram_kb.ifmap)}", f"FilterSramSzkB : {int(cfg.sram_kb.filter)}",
         f"OfmapSramSzkB : {int(cfg.sram_kb.ofmap)}", "IfmapOffset : 0", "FilterOffset : 10000000",
-        "OfmapOffset : 20000000", f"Bandwidth : {max(1, round(words_per_cycle))}", f"Dataflow : {cfg.dataflow}",
+        "OfmapOffset : 20000000", f"Bandwidth : {bandwidth}", f"Dataflow : {cfg.dataflow}",
         "ReadRequestBuffer : 32", "WriteRequestBuffer : 32", "",
-        "[layout]", "IfmapCustomLayout : False", "IfmapSRAMBankBandwidth : 10", "IfmapSRAMBankNum : 10",
-        "IfmapSRAMBankPort : 2", "FilterCustomLayout : False", "FilterSRAMBankBandwidth : 10",
-        "FilterSRAMBankNum : 10", "FilterSRAMBankPort : 2", "",
+        "[layout]", "IfmapCustomLayout : False", f"IfmapSRAMBankBandwidth : {bank_bw}", f"IfmapSRAMBankNum : {bank_num}",
+        "IfmapSRAMBankPort : 2", "FilterCustomLayout : False", f"FilterSRAMBankBandwidth : {bank_bw}",
+        f"FilterSRAMBankNum : {bank_num}", "FilterSRAMBankPort : 2", "",
         "[sparsity]", "SparsitySupport : false", "SparseRep : ellpack_block", "OptimizedMapping : false",
         "BlockSize : 8", "RandomNumberGeneratorSeed : 40", "",
-        "[run_presets]", "InterfaceBandwidth : CALC", "UseRamulatorTrace : False",
+        "[run_presets]", f"InterfaceBandwidth : {'USER' if user else 'CALC'}", "UseRamulatorTrace : False",
     ]
     return "\n".join(notes + rows) + "\n"

@@ -34,6 +34,11 @@ class SystolicConfig(AccelConfig):
     # spilled to DRAM only when it cannot hold them; scalesim: SCALE-Sim v3's counting (every
     # row fold's partial sums written and drained, never read back), for exact agreement
     accumulation: Literal["faithful", "scalesim"] = "faithful"
+    # calc: reads never stall (SCALE-Sim's CALC mode; DRAM bandwidth enters total_cycles through the
+    # roofline); user: each SRAM fills over an interface of interface_words_per_cycle words per
+    # cycle and the array stalls when a word is late (SCALE-Sim's USER mode, bandwidth.py)
+    bandwidth_mode: Literal["calc", "user"] = "calc"
+    interface_words_per_cycle: int | None = Field(default=None, gt=0, le=1 << 20)
     sram_kb: PerOperandFloat
     dram: Dram
     sparse: Sparse
@@ -46,9 +51,16 @@ class SystolicConfig(AccelConfig):
         return float(self.array.rows * self.array.cols)
 
     def describe(self) -> str:
-        return f"systolic {self.dataflow}, sparse mode {self.sparse.mode}, {self.accumulation} accumulation"
+        text = f"systolic {self.dataflow}, sparse mode {self.sparse.mode}, {self.accumulation} accumulation"
+        if self.bandwidth_mode == "user":
+            text += f", user bandwidth {self.interface_words_per_cycle} words/cycle"
+        return text
 
     def check(self, source: str) -> None:
         for op in OPERANDS:
             if self.sram_words(op) < 100:
                 raise HwsimError(source, f"sram_kb.{op}", "must hold at least 100 words")
+        if self.bandwidth_mode == "user" and self.interface_words_per_cycle is None:
+            raise HwsimError(source, "interface_words_per_cycle", "required when bandwidth_mode is 'user'")
+        if self.bandwidth_mode == "calc" and self.interface_words_per_cycle is not None:
+            raise HwsimError(source, "interface_words_per_cycle", "only used when bandwidth_mode is 'user'")

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from hwsim.models.systolic import accumulation
+from hwsim.models.systolic import accumulation, bandwidth
 from hwsim.models.systolic.config import SystolicConfig
 from hwsim.models.systolic.kernels import dram_reads_stream, is_tile_activity, ofmap_write_buffer, os_tile_activity
 from hwsim.workload import Gemm, LayerWorkload
@@ -47,6 +47,7 @@ class Counts:
     dram_filter_reads: float = 0.0
     dram_ofmap_writes: float = 0.0
     dram_ofmap_reads: float = 0.0    # spilled partial sums read back (faithful WS/IS)
+    stall_cycles: float = 0.0        # bandwidth_mode user: cycles the array waited (in ``cycles``)
 
     def scaled(self, k: float) -> "Counts":
         return Counts(**{f.name: getattr(self, f.name) * k for f in fields(self)})
@@ -130,7 +131,23 @@ def dense_gemm_counts(g: Gemm, cfg: SystolicConfig) -> Counts:
             c.cycles = folds * per_fold  # only final outputs and spills leave: the roofline prices them
             for key, value in accumulation.psum_traffic(g, cfg, float(rf * g.E * g.M)).items():
                 setattr(c, key, value)
+    if cfg.bandwidth_mode == "user":
+        apply_user_bandwidth(c, g, cfg)
     return c
+
+
+def apply_user_bandwidth(c: Counts, g: Gemm, cfg: SystolicConfig) -> None:
+    """``bandwidth_mode: user``: cycles with SCALE-Sim USER mode's read and write stalls, and the
+    read traffic of its prefetches. Faithful WS/IS only drain the final row fold's outputs (the
+    partial sums stay in the OFMAP SRAM); SCALE-Sim's counting drains every fold's."""
+    final_only = cfg.accumulation == "faithful" and cfg.dataflow != "os"
+    u = bandwidth.user_bandwidth(g, cfg, final_only=final_only)
+    c.cycles = u.cycles
+    c.stall_cycles = u.stall_cycles
+    c.dram_ifmap_reads = u.dram_ifmap_reads
+    c.dram_filter_reads = u.dram_filter_reads
+    if cfg.accumulation == "scalesim":
+        c.dram_ofmap_writes = u.dram_ofmap_writes
 
 
 def dense_layer_counts(work: LayerWorkload, cfg: SystolicConfig) -> Counts:
@@ -150,7 +167,7 @@ def gated_layer_counts(work: LayerWorkload, cfg: SystolicConfig, masks: np.ndarr
     dense = dense_gemm_counts(g, cfg)
     rows, cols, df, sp = cfg.array.rows, cfg.array.cols, cfg.dataflow, cfg.sparse
     rf, cf, per_fold = fold_shape(g, df, rows, cols)
-    stalls = dense.cycles - dense.folds * per_fold          # OFMAP write stalls of the dense run
+    stalls = dense.cycles - dense.folds * per_fold          # stalls of the dense run (write buffer; user mode: reads too)
     kb, kc = g.K_base, g.K_cond
     tiles, pix_fc, pix_any, filt_any, active = os_tile_activity(mask, g.E, g.M, rows, cols) if df == "os" \
         else os_tile_activity(mask, g.E, g.M, 1, cols)
@@ -171,7 +188,8 @@ def gated_layer_counts(work: LayerWorkload, cfg: SystolicConfig, masks: np.ndarr
         sr_if_g = (used_r[None, :, None] * (kb + any_t * kc)).sum(axis=(1, 2))
         sr_fl_g = (used_c[None, None, :] * (kb + any_t * kc)).sum(axis=(1, 2))
         for i in range(n):
-            c = Counts(folds=dense.folds, macs=macs[i], sram_ofmap_writes=dense.sram_ofmap_writes,
+            c = Counts(folds=dense.folds, macs=macs[i], stall_cycles=dense.stall_cycles,
+                       sram_ofmap_writes=dense.sram_ofmap_writes,
                        sram_ofmap_reads=dense.sram_ofmap_reads, dram_ofmap_reads=dense.dram_ofmap_reads,
                        dram_ofmap_writes=dense.dram_ofmap_writes, dram_ifmap_reads=dram_if[i],
                        dram_filter_reads=dram_fl[i])
@@ -207,7 +225,8 @@ def gated_layer_counts(work: LayerWorkload, cfg: SystolicConfig, masks: np.ndarr
         width = np.minimum(cols, g.E - np.arange(cf) * cols)               # pixels per tile
         stream_full = g.M
     for i in range(n):
-        c = Counts(folds=dense.folds, macs=macs[i], dram_ifmap_reads=dram_if[i], dram_filter_reads=dram_fl[i])
+        c = Counts(folds=dense.folds, macs=macs[i], dram_ifmap_reads=dram_if[i], dram_filter_reads=dram_fl[i],
+                   stall_cycles=dense.stall_cycles)
         live = need[i] > 0                                                  # (cf,)
         n_live = int(live.sum())
         mixed_folds = (rf - n_cond_rf) * cf

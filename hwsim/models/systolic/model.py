@@ -38,7 +38,8 @@ def accesses(c: Counts, cfg: SystolicConfig) -> costs.Accesses:
 
 
 def total_cycles(c: Counts, cfg: SystolicConfig) -> float:
-    """Compute and DRAM transfers overlap (double buffering): the slower one sets the time."""
+    """Compute and DRAM transfers overlap (double buffering): the slower one sets the time (in
+    ``bandwidth_mode: user`` the compute cycles already hold the interface stalls)."""
     bpc = costs.bytes_per_cycle(cfg.dram.bandwidth_gb_s, cfg.clock_mhz)
     return costs.roofline(c.cycles, costs.dram_bytes(accesses(c, cfg)), bpc)
 
@@ -50,9 +51,12 @@ def energy_pj(c: Counts, cfg: SystolicConfig, cycles: float | None = None) -> di
 
 def figures(c: Counts, cfg: SystolicConfig) -> Figures:
     t = total_cycles(c, cfg)
+    counters = {k: getattr(c, k) for k in COUNTERS}
+    if cfg.bandwidth_mode == "user":  # a column only where it can be non-zero (calc reports stay as they were)
+        counters["stall_cycles"] = c.stall_cycles
     return Figures(cycles=c.cycles, total_cycles=t, macs=c.macs, energy_pj=energy_pj(c, cfg, t),
                    traffic_bytes=costs.traffic_bytes(accesses(c, cfg)),
-                   counters={k: getattr(c, k) for k in COUNTERS}, skip_units=c.folds, units_run=c.folds_run)
+                   counters=counters, skip_units=c.folds, units_run=c.folds_run)
 
 
 def dense(work: LayerWorkload, cfg: SystolicConfig) -> Figures:

@@ -126,7 +126,9 @@ def test_hwsim_run_takes_the_cfg_and_the_topology(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("edit, field", [
-    (lambda t: t.replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: USER"), "InterfaceBandwidth"),
+    (lambda t: t.replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: FAST"), "InterfaceBandwidth"),
+    (lambda t: t.replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: USER").replace(
+        "IfmapSRAMBankBandwidth : 10", "IfmapSRAMBankBandwidth : 5"), "IfmapSRAMBankBandwidth"),
     (lambda t: t.replace("ArrayWidth:     16\n", ""), "ArrayWidth"),
     (lambda t: t.replace("Dataflow : ws", "Dataflow : xs"), "dataflow"),
     (lambda t: t.replace("IfmapSramSzkB:    4", "IfmapSramSzkB:    four"), "IfmapSramSzkB"),
@@ -154,6 +156,22 @@ def test_bad_topology_fails_in_one_line_naming_the_row(tmp_path, text, field):
     with pytest.raises(HwsimError) as err:
         load_topology(path)
     assert field in err.value.one_line()
+
+
+def test_user_bandwidth_cfg_reads_and_round_trips(tmp_path):
+    path = tmp_path / "user.cfg"
+    path.write_text(CFG.format(dataflow="os").replace("InterfaceBandwidth: CALC", "InterfaceBandwidth: USER"))
+    cfg = load_config(path)
+    assert (cfg.bandwidth_mode, cfg.interface_words_per_cycle) == ("user", 10)
+    assert cfg.dram.bandwidth_gb_s == 30.0   # three 10-word interfaces at the 1 GHz clock
+    text = to_scalesim_cfg(cfg, "user")
+    for line in ("InterfaceBandwidth : USER", "Bandwidth : 10", "IfmapSRAMBankBandwidth : 10", "IfmapSRAMBankNum : 1",
+                 "FilterSRAMBankBandwidth : 10", "FilterSRAMBankNum : 1"):
+        assert line in text.splitlines()
+    again = tmp_path / "again.cfg"
+    again.write_text(text)
+    back = load_config(again)
+    assert (back.bandwidth_mode, back.interface_words_per_cycle, back.dataflow) == ("user", 10, "os")
 
 
 def test_only_what_scalesim_can_express_is_exported():
