@@ -110,3 +110,13 @@ def test_real_price_run_trains_and_records_the_masks_densities(tmp_path):
     rows = doc["layers"]
     assert rows and all(row["weight"] > 0 and 0 < row["density"] <= 1 for row in rows.values())
     assert (tmp_path / "real" / "summary.json").exists()
+
+
+def test_real_prices_are_refitted_identically_from_the_same_seed_and_images():
+    torch.set_num_threads(1)
+    images = torch.randn(8, 3, 16, 16)
+    fits = []
+    for _ in range(2):
+        cfg, model, _ = _model(f"gate.hw_aware={COMPACT}", "gate.hw_aware_prices=real")
+        fits.append(GateController(cfg, model, steps_per_epoch=1, price_images=images).hw_layers)
+    assert fits[0] == fits[1] and all("density" in row for row in fits[0].values())
