@@ -78,16 +78,29 @@ def simulated(run_dir: Path, accel: str) -> dict:
             "simulated_flops_reduction": totals["flops_reduction"], "simulated_stages": stages}
 
 
+def fresh_command(run: Run, args: argparse.Namespace) -> list[str]:
+    """The command that trains ``run`` from scratch (``command_for`` of a run directory that does not
+    exist yet, so neither ``--resume`` nor a clean-up), for the record of a run already trained."""
+    scratch = args.runs_dir / ".fresh"
+    argv = command_for(run, scratch, args.threads, args.overrides)
+    return [a.replace(str(scratch), str(args.runs_dir)) for a in argv]
+
+
 def execute(run: Run, args: argparse.Namespace) -> dict:
-    argv = command_for(run, args.runs_dir, args.threads, args.overrides)
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
-    start = time.monotonic()
-    done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"{run.dataset}/{run.run_id} failed (exit {done.returncode}): " + " | ".join(tail))
-    wall = time.monotonic() - start
     run_dir = run.run_dir(args.runs_dir)
+    wall = None
+    if (run_dir / "summary.json").exists() and (run_dir / "trace" / "trace.json").exists():
+        # trained and traced, killed before its record was written: only the simulation is left
+        argv = fresh_command(run, args)
+    else:
+        argv = command_for(run, args.runs_dir, args.threads, args.overrides)
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"{run.dataset}/{run.run_id} failed (exit {done.returncode}): " + " | ".join(tail))
+        wall = round(time.monotonic() - start, 1)
     summary = json.loads((run_dir / "summary.json").read_text())
     sim_start = time.monotonic()
     sim = simulated(run_dir, str(accel_path(args.accel)))
@@ -98,7 +111,7 @@ def execute(run: Run, args: argparse.Namespace) -> dict:
         "linear_top1": summary.get("linear_top1"), "knn_top1": summary.get("knn_top1"),
         "reduction_full": summary.get("reduction_full"), "reduction_output": summary.get("reduction"),
         **sim, "simulated_note": "hwsim cycles, not a measurement: dense / gated cycles of the traced masks",
-        "command": "python " + " ".join(argv), "git_commit": git_commit(), "wall_s": round(wall, 1),
+        "command": "python " + " ".join(argv), "git_commit": git_commit(), "wall_s": wall,
         "simulate_s": round(time.monotonic() - sim_start, 1), "threads": args.threads, "host": platform.node(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -258,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{count}/{len(todo)}] {label} ...", file=sys.stderr, flush=True)
         record = execute(run, args)
         print(f"  linear {record['linear_top1']:.4f} speed-up {record['simulated_speedup']:.3f}x (simulated) "
-              f"in {record['wall_s']:.0f} s + {record['simulate_s']:.0f} s", file=sys.stderr, flush=True)
+              f"in {record['wall_s'] or 0:.0f} s + {record['simulate_s']:.0f} s", file=sys.stderr, flush=True)
         if args.commit:
             commit_record(run.record_path(args.results), f"results: hw-aware {label}")
     return 0

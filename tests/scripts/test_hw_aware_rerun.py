@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 import hw_aware_rerun as rerun  # noqa: E402
@@ -65,3 +67,21 @@ def test_tables_apply_the_preregistered_tests(tmp_path):
     assert verdicts[1].startswith("- hw_real: faster than flops **no**") and verdicts[1].endswith("**no**")
     stage_row = [line for line in text.splitlines() if line.startswith("| hw_iid |")][-1]
     assert stage_row.count("25.0 % / 37.5 %") == 4  # four equal stages, 1 - 1/1.6 of their cycles saved
+
+
+def test_a_trained_run_without_its_record_is_only_simulated(tmp_path, monkeypatch):
+    args = rerun.parse_args(["run", "--dataset", "digits", "--runs-dir", str(tmp_path / "runs"),
+                             "--results", str(tmp_path / "results"), "--threads", "1"])
+    run = rerun.plan("digits", [0], 1, args.accel, args.gate)[0]
+    run_dir = run.run_dir(args.runs_dir)
+    (run_dir / "trace").mkdir(parents=True)
+    (run_dir / "trace" / "trace.json").write_text("{}")
+    (run_dir / "summary.json").write_text(json.dumps({"linear_top1": 0.5, "knn_top1": 0.4, "reduction": 1.9,
+                                                      "reduction_full": 2.0, "steps": 3}))
+    monkeypatch.setattr(rerun.subprocess, "run", lambda *a, **k: pytest.fail("a trained run was trained again"))
+    monkeypatch.setattr(rerun, "simulated", lambda d, accel: {"simulated_speedup": 1.5, "simulated_stages": {}})
+    monkeypatch.setattr(rerun, "git_commit", lambda: "abc")
+    record = rerun.execute(run, args)
+    assert record["wall_s"] is None and record["simulated_speedup"] == 1.5 and record["reduction_full"] == 2.0
+    assert "--resume" not in record["command"] and f"run.dir={run_dir.parent}" in record["command"]
+    assert json.loads(run.record_path(args.results).read_text()) == record
