@@ -160,7 +160,7 @@ def render(results: Path) -> str:
         accels = sorted({Path(r["accelerator"]).name for r in rows})
         out += [f"**{dataset}** (CDG at {TARGET:g}x, simulated on {', '.join(accels)})", "",
                 "| arm | runs | reduction (full) | reduction (output only) | simulated speed-up | linear top-1 (%) | "
-                "kNN top-1 (%) | speed-up > flops: Welch p (Holm) | speed-up > static_layer4: Welch p (Holm) | "
+                "kNN top-1 (%) | speed-up > flops: Welch p, Holm-adjusted | speed-up > static_layer4: Welch p, Holm-adjusted | "
                 f"top-1 within ±{EQUIVALENCE_MARGIN:g} of flops: TOST p |", "|---|---|---|---|---|---|---|---|---|---|"]
         for arm in ARMS:
             arm_rows = [r for r in rows if r["arm"] == arm]

@@ -107,3 +107,15 @@ def test_run_with_static_layer4_meets_the_target_and_traces_it_off(tmp_path):
     assert layer4 and all(layer.stats.gate_density_mean == 0.0 for layer in layer4)
     assert all(not np.asarray(layer.gate_blocks).any() for layer in layer4)
     assert any(layer.stats.gate_density_mean > 0 for layer in others)
+
+
+def test_training_mac_meter_counts_the_removed_path_as_not_performed():
+    from cdg.run.train_macs import performed_macs_per_image
+
+    plain = build_model(load_config(None, [*TINY, *SHORT])).backbone
+    static = build_model(load_config(None, [*TINY, *SHORT, "gate.static_off=[layer4]"])).backbone
+    infos = {i.name: i for i in conv_inventory(plain, 8)}
+    removed = sum(i.gated_macs + i.overhead_macs for n, i in infos.items() if n.startswith("layer4.") and i.gate is not None)
+    assert removed > 0
+    (p_plain, d_plain), (p_static, d_static) = performed_macs_per_image(plain, 8), performed_macs_per_image(static, 8)
+    assert d_plain == d_static and p_plain - p_static == removed
