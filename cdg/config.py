@@ -176,6 +176,12 @@ class GateConfig(Section):
     hw_aware: Optional[str] = Field(
         None, description="accelerator YAML: price each layer's gated MACs by the cycles they save on it (cdg, dgnet)"
     )
+    hw_aware_prices: Literal["iid", "real"] = Field(
+        "iid", description="masks the gate.hw_aware prices are fitted on: iid = independent decisions at the target density; real = the model's own masks on training images, each layer shifted to that density"
+    )
+    static_off: list[str] = Field(
+        default_factory=list, description="cdg: gated convs (names or stage prefixes, e.g. layer4) whose conditional path is statically removed: gate always off, base path only"
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> "GateConfig":
@@ -186,6 +192,10 @@ class GateConfig(Section):
         for key in ("cross_branch", "saliency_norm"):
             if getattr(self, key) != "none" and self.method != "cdg":
                 raise ValueError(f"gate.{key}={getattr(self, key)} needs gate.method cdg, got {self.method}")
+        if self.static_off and self.method != "cdg":
+            raise ValueError(f"gate.static_off needs gate.method cdg, got {self.method}")
+        if any(not isinstance(name, str) or not name.strip() for name in self.static_off):
+            raise ValueError(f"gate.static_off: layer names must be non-empty, got {self.static_off!r}")
         priced = gate_methods.names(hw_aware=True)
         if self.hw_aware is not None and self.method not in priced:
             raise ValueError(f"gate.hw_aware needs gate.method {' or '.join(priced)} (a ratio regulariser), got {self.method}")

@@ -13,10 +13,12 @@ baselines (CGNet, FBS, DGNet). One job per module:
 ``native/``            CDG's fused C++ CPU kernels and the one module touching private torch APIs
 ``accounting``         method-neutral MAC counting of dense and gated convs (output-only
                        convention; the full one adds ``cdg.tracing.input_credit``)
-``selection``          which convs are gated (``gate_for``) and the gated backbone builders
+``selection``          which convs are gated (``gate_for``, ``gate.static_off``) and the gated
+                       backbone builders
 ``controller``         ``GateController``: schedule, regulariser, branch policy, target control
 ``cross_branch``       CDG's cross-branch term: gate agreement where the two views' crops overlap
 ``calibration``        the post-training gate shift that meets the target
+``price_masks``        the model's own masks at a density, for hardware prices on real masks
 =====================  ==========================================================================
 
 Build a gated backbone without copying it::

@@ -88,6 +88,8 @@ class GateMethod:
     target_by_shift: ClassVar[bool] = True
     """The MAC target is met by shifting the gates (``shift_gate``): integral control during training,
     calibration after it, and the check that the base path leaves room for the target."""
+    static_removal: ClassVar[bool] = False
+    """Its layer can run its base path alone with the gate always off (``gate.static_off``)."""
     gate_macs_per_output: ClassVar[int] = 0
     """Gate MAC-equivalents per computed output element, on top of ``fixed_gate_macs``."""
     zeroes_skipped_outputs: ClassVar[bool] = False
@@ -324,6 +326,8 @@ class GatedConv(nn.Conv2d):
             parts.append(f"S={g.channel_block}")
         if impl.spatial_blocks:
             parts.append(f"b={g.spatial_block}")
+        if g.static_off:
+            parts.append("static_off")
         return ", ".join(parts)
 
 

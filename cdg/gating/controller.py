@@ -35,7 +35,8 @@ from hwsim.trace.errors import UserError
 from cdg.gating import registry
 from cdg.gating.base import gated_layers, set_gating
 from cdg.gating.cross_branch import cross_branch_loss
-from cdg.tracing.hw_prices import layer_weights
+from cdg.gating.price_masks import masks_at_density
+from cdg.tracing.hw_prices import layer_weights, target_density
 from cdg.tracing.input_credit import input_credit
 from cdg.tracing.inventory import ConvInfo, conv_inventory
 
@@ -66,7 +67,8 @@ class GateController:
     ``cfg`` is the run's ``cdg.config.Config`` (not imported here: ``cdg.config`` reads the gate
     registry, so ``cdg.gating`` stays below it)."""
 
-    def __init__(self, cfg, model: nn.Module, steps_per_epoch: int):
+    def __init__(self, cfg, model: nn.Module, steps_per_epoch: int, price_images: torch.Tensor | None = None):
+        """``price_images``: training images (eval transform) to fit ``gate.hw_aware_prices: real`` on."""
         self.cfg = cfg
         self.gate = cfg.gate
         self.method = registry.method(cfg.gate.method)
@@ -100,7 +102,13 @@ class GateController:
         self.hw_layers: dict[str, dict] = {}
         self.price = {name: 1.0 for name, _ in self.layers}
         if self.gate.hw_aware and self.gate.target_ratio is not None:
-            self.hw_layers = layer_weights(self.infos, self.gate.hw_aware, self.gate.target_ratio)
+            masks = None
+            if getattr(self.gate, "hw_aware_prices", "iid") == "real":
+                if price_images is None:
+                    raise ValueError("gate.hw_aware_prices=real needs price_images (training images)")
+                masks = masks_at_density(self.backbone, price_images,
+                                         target_density(self.infos, self.gate.target_ratio))
+            self.hw_layers = layer_weights(self.infos, self.gate.hw_aware, self.gate.target_ratio, masks)
             self.price.update({name: row["weight"] for name, row in self.hw_layers.items()})
 
     # ---- schedule

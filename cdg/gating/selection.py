@@ -7,6 +7,7 @@ from typing import Callable
 
 from torch import nn
 
+from hwsim.trace.errors import UserError
 from cdg.gating import registry
 from cdg.gating.spec import GateSpec, make_gate, validate_gate
 from cdg.models.resnet import ConvFactory, ConvSpec, ResNet, build_backbone, dense_conv
@@ -35,8 +36,23 @@ def gate_for(spec: ConvSpec, cfg, settings: dict | None = None) -> GateSpec | No
         block = spec.out_channels
     if not method.spatial_blocks:
         spatial = 1
-    return make_gate(cfg.method, groups=groups, channel_block=block, spatial_block=spatial,
+    static = any(names_layer(entry, spec.name) for entry in getattr(cfg, "static_off", ()))
+    return make_gate(cfg.method, groups=groups, channel_block=block, spatial_block=spatial, static_off=static,
                      sharpness=cfg.sharpness, saliency_norm=cfg.saliency_norm, **(settings or {}))
+
+
+def names_layer(entry: str, name: str) -> bool:
+    """Whether a ``gate.static_off`` entry names conv ``name``: the name itself or a prefix of its
+    dotted path (``layer4`` and ``layer4.1`` name ``layer4.1.conv2``)."""
+    return name == entry or name.startswith(entry + ".")
+
+
+def check_static_off(backbone: nn.Module, entries) -> None:
+    """One-line ``UserError`` naming ``gate.static_off`` for an entry that names no gated conv."""
+    gated = [name for name, module in backbone.named_modules() if getattr(module, "gate", None) is not None]
+    for entry in entries:
+        if not any(names_layer(entry, name) for name in gated):
+            raise UserError(f"gate.static_off: {entry!r} names no gated conv (gated: {', '.join(gated) or 'none'})")
 
 
 def default_selection(gate: GateSpec) -> Callable[[ConvSpec], GateSpec | None]:
@@ -71,5 +87,6 @@ def build_gated_backbone(cfg) -> ResNet:
     method = registry.method(cfg.gate.method)
     settings = method.backbone_settings(cfg)
     backbone = build_backbone(cfg.model, gated_conv_factory(lambda spec: gate_for(spec, cfg.gate, settings)))
+    check_static_off(backbone, cfg.gate.static_off)
     method.adopt(backbone)
     return backbone

@@ -41,6 +41,9 @@ class GateSpec:
     are allowed."""
     settings: object = None
     """The method's own settings (an instance of its ``GateMethod.Settings``)."""
+    static_off: bool = False
+    """The conditional path is statically removed (``gate.static_off``): the gate is always off, the
+    layer computes its base path only and runs no gate (methods with ``GateMethod.static_removal``)."""
 
     @property
     def impl(self):
@@ -61,15 +64,16 @@ class GateSpec:
         return self.impl.fixed_gate_macs(conv, self, in_hw) + self.impl.predictor_macs(conv, self, in_hw)
 
 
-def make_gate(method: str, groups: int = 4, channel_block: int = 1, spatial_block: int = 1, **values) -> GateSpec:
+def make_gate(method: str, groups: int = 4, channel_block: int = 1, spatial_block: int = 1,
+              static_off: bool = False, **values) -> GateSpec:
     """A ``GateSpec`` whose settings take from ``values`` the fields its method declares (the
     others are ignored, so one set of config values serves every method). An unknown method
     gives a spec that ``validate_gate`` rejects naming ``gate.method``."""
     if method not in registry.names():
-        return GateSpec(method, groups, channel_block, spatial_block)
+        return GateSpec(method, groups, channel_block, spatial_block, static_off=static_off)
     settings_type = registry.method(method).Settings
     own = {f.name: values[f.name] for f in dataclasses.fields(settings_type) if f.name in values}
-    return GateSpec(method, groups, channel_block, spatial_block, settings_type(**own))
+    return GateSpec(method, groups, channel_block, spatial_block, settings_type(**own), static_off)
 
 
 def is_int(value) -> bool:
@@ -94,6 +98,10 @@ def validate_gate(spec: ConvSpec, gate: GateSpec) -> None:
         raise TypeError(f"GateSpec of method {gate.method!r} needs {method.Settings.__name__} settings "
                         f"(build it with make_gate), got {gate.settings!r}")
     method.validate(spec, gate)
+    if gate.static_off and not method.static_removal:
+        having = " or ".join(repr(name) for name in registry.names() if registry.method(name).static_removal)
+        raise UserError(f"gate.static_off: only method {having} can remove its conditional path statically "
+                        f"(method {gate.method!r}, layer {spec.name})")
     if not method.channel_blocks and gate.channel_block != 1:
         having = " or ".join(repr(name) for name in registry.names() if registry.method(name).channel_blocks)
         raise UserError(

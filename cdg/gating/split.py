@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hwsim.trace.errors import UserError
+from cdg.gating.accounting import decision_grid
 from cdg.gating.base import GatedConv, GateMethod, ThresholdSettings, validate_threshold_settings
 from cdg.gating.ops import block_weights, gated_sum, memory_format, spatial_fraction
 from cdg.gating.spec import GateSpec
@@ -47,8 +48,8 @@ class SplitMethod(GateMethod):
 
     @classmethod
     def fixed_gate_macs(cls, spec: ConvSpec, gate: GateSpec, in_hw: tuple[int, int]) -> int:
-        if cls.base_channels(spec, gate) == spec.in_channels:
-            return 0  # G = 1: nothing to gate
+        if cls.base_channels(spec, gate) == spec.in_channels or gate.static_off:
+            return 0  # G = 1: nothing to gate; static_off: no gate runs
         return cls.split_gate_macs(spec, gate, in_hw)
 
     @classmethod
@@ -83,9 +84,26 @@ class SplitGatedConv(GatedConv, metaclass=abc.ABCMeta):
         return ((self.threshold - target) ** 2).sum()
 
     def shift_gate(self, delta: float) -> None:
-        self.threshold.add_(delta)
+        if not self.gate.static_off:  # a statically removed path has no gate to move
+            self.threshold.add_(delta)
+
+    def _static_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``gate.static_off``: Y = Y_base, every decision off in training, warm-up and eval alike; no
+        gate runs (its MACs are 0), and a zero bias keeps Δ in the graph (DDP)."""
+        x_base = x[:, : self.base_channels]
+        y_base = self._conv(x_base, self.weight[:, : self.base_channels])
+        out_hw = (y_base.shape[-2], y_base.shape[-1])
+        d, h_d, w_d = decision_grid(self.spec, self.gate, out_hw)
+        mask = y_base.new_zeros((y_base.shape[0], d, h_d, w_d), dtype=torch.float32)
+        density = mask.new_zeros(y_base.shape[0])
+        y = y_base + self._zero_bias(self.threshold.sum(), y_base.dtype).view(1, -1, 1, 1)
+        self._record(mask=mask, soft_density=density.mean(), soft_density_per_sample=density, saliency_mean=None,
+                     in_hw=(x.shape[-2], x.shape[-1]), out_hw=out_hw, gated=self.gating)
+        return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate.static_off:
+            return self._static_forward(x)
         in_hw = (x.shape[-2], x.shape[-1])
         c_b, c_c = self.base_channels, self.cond_channels
         if c_c == 0:

@@ -7,8 +7,9 @@ cgnet, the whole conv of fbs and dgnet), so per image a backbone forward *perfor
     Σ_convs dense MACs + Σ_gated convs (gate and predictor overhead + the per-output gate work,
     e.g. FBS's scaling by π, on every output element)
 
-whatever the masks, in both branches and in the momentum / target encoder of MoCo and BYOL (which
-is gated too unless ``gate.branches: one``). The *ideal* is the effective MACs of the same forwards
+whatever the masks (a conv under ``gate.static_off`` performs its base path only), in both
+branches and in the momentum / target encoder of MoCo and BYOL (which is gated too unless
+``gate.branches: one``). The *ideal* is the effective MACs of the same forwards
 from their ``GateRecord``s (``cdg.gating.accounting``; ungated convs dense), in both conventions:
 output-only and full (minus the input-side credit, ``cdg.tracing.input_credit``). Both come from
 static per-layer counts and the records the forward leaves, so the meter adds no forward pass.
@@ -35,6 +36,8 @@ def performed_macs_per_image(backbone: nn.Module, image_size: int) -> tuple[int,
     for info in conv_inventory(backbone, image_size):
         dense += info.dense_macs
         performed += info.dense_macs
+        if info.gate is not None and getattr(info.gate, "static_off", False):  # gate.static_off: the loop runs the base path only
+            performed -= info.gated_macs
         if info.gate is not None:
             outputs = info.out_shape[0] * info.out_shape[1] * info.out_shape[2]
             performed += info.overhead_macs + info.gate.impl.gate_macs_per_output * outputs

@@ -31,6 +31,8 @@ from cdg.tracing.measure import trace_run
 from hwsim.trace.errors import UserError
 from hwsim.trace.fileio import atomic_write_json
 
+PRICE_IMAGES = 32  # training images whose masks gate.hw_aware_prices=real prices on
+
 
 def epoch_batches(num_items: int, global_batch: int, seed: int, epoch: int, rank: int, world: int) -> list[torch.Tensor]:
     """This rank's index batches for one epoch: a permutation fixed by (seed, epoch), last partial batch dropped.
@@ -89,9 +91,14 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         self.augment = build_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
         self.steps_per_epoch = len(self.sources.train) // cfg.train.batch_size
-        self.gates = GateController(cfg, self.model, self.steps_per_epoch) if cfg.gate.method != "none" else None
+        price_images = None
+        if cfg.gate.method != "none" and cfg.gate.hw_aware and cfg.gate.hw_aware_prices == "real":
+            price_images = self._train_images(PRICE_IMAGES)  # the initial network's own masks (docs/hw-aware.md)
+        self.gates = (GateController(cfg, self.model, self.steps_per_epoch, price_images)
+                      if cfg.gate.method != "none" else None)
         if self.gates is not None and self.gates.hw_layers and self.is_main:
-            # the per-layer hardware prices the regulariser uses (same on every start: derived from shapes)
+            # the per-layer hardware prices the regulariser uses (same on every start: derived from shapes,
+            # or under hw_aware_prices=real from the seeded initial weights and fixed training images)
             atomic_write_json(run_dir / "hw_aware.json", {"accel": cfg.gate.hw_aware, "layers": self.gates.hw_layers})
         # forward MACs of every training step (both branches, target encoder included), see train_macs.py
         self.macs = TrainMacMeter(self.model, cfg.data.image_size)
@@ -319,13 +326,18 @@ class Trainer:
             summary[f"train_macs_{key}_per_step"] = total / steps
         return summary
 
+    def _train_images(self, count: int) -> torch.Tensor:
+        """The first ``count`` training images under the evaluation transform (deterministic)."""
+        count = min(count, len(self.sources.train))
+        transform = build_eval_augment(self.cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
+        images, _ = next(self.sources.train.iter_batches([torch.arange(count)]))
+        return transform(images.to(self.device))
+
     def _calibrate(self) -> dict:
         """Shift all gates so the measured ratio on held-out training images meets the target."""
         cfg = self.cfg
         count = min(1024, len(self.sources.train))
-        transform = build_eval_augment(cfg, self.sources.train.mean, self.sources.train.std).to(self.device)
-        images, _ = next(self.sources.train.iter_batches([torch.arange(count)]))
-        images = transform(images.to(self.device))
+        images = self._train_images(count)
         result = calibrate(self.model.backbone, images, self.gates.infos, cfg.gate.target_ratio,
                            full=cfg.gate.accounting == "full")
         record = {"event": "calibration", "epoch": self.epoch, "step": self.global_step, "images": count,

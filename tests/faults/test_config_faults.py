@@ -29,7 +29,7 @@ FLOAT_FIELDS = {  # also refused: -1
 }
 CHOICE_FIELDS = {
     "data.dataset", "method.name", "gate.method", "optim.name", "model.arch", "train.device", "gate.branches",
-    "gate.accounting",
+    "gate.accounting", "gate.hw_aware_prices",
 }
 BAD_CHOICES = ["nope", "5", "true", "[x]", "null", "''"]
 STRING_FIELDS = {
@@ -37,6 +37,7 @@ STRING_FIELDS = {
     "run.name": ['"a\\0b"', "''", "'  '", "'a/b'", "'..'", "[1]"],
     "data.data_dir": ['"a\\0b"', "''", "'  '", "[1]"],
     "gate.hw_aware": ['"a\\0b"', "''", "[1]", "no_such_accel.yaml"],
+    "gate.static_off": ["[1]", "''", "layer4", "[layer4]", "['']", "{a: 1}"],
 }
 
 

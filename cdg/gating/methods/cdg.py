@@ -341,6 +341,7 @@ class CDG(SplitMethod):
     Settings = CDGSettings
     channel_blocks = True
     spatial_blocks = True
+    static_removal = True
 
     @classmethod
     def validate(cls, spec: ConvSpec, gate: GateSpec) -> None:
